@@ -1,0 +1,47 @@
+"""
+A literal, per-sample float64 transcription of LINe as the authors' code computes it, kept
+independent of the package: NumPy only, the dense K x K x D view (one K x D mask per sample).
+"""
+
+from typing import Optional
+
+import numpy as np
+
+
+def reference_line_scores(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    features: np.ndarray,
+    p_a: float,
+    p_w: float,
+    clip: Optional[float],
+) -> np.ndarray:
+    """outlier scores (-logsumexp of the pruned logits), one per row of ``features``"""
+    train_features = np.asarray(train_features, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    bias = np.asarray(bias, dtype=np.float64)
+    num_classes = weight.shape[0]
+    known = train_labels >= 0
+    means = np.stack(
+        [train_features[known & (train_labels == c)].mean(axis=0) for c in range(num_classes)]
+    )
+    contrib = weight * means
+    scores = []
+    for a in np.asarray(features, dtype=np.float64):
+        h = a if clip is None else np.minimum(a, clip)
+        label = int(np.argmax(weight @ h + bias))
+        if p_a == 0:
+            neuron_mask = np.ones_like(h)
+        else:
+            neuron_mask = contrib[label] > np.quantile(contrib[label], p_a)
+        products = np.abs(contrib[label])[None, :] * weight
+        if p_w == 0:
+            weight_mask = np.ones_like(weight)
+        else:
+            weight_mask = products > np.quantile(products, p_w)
+        logits = (weight * weight_mask) @ (h * neuron_mask) + bias
+        top = logits.max()
+        scores.append(-(top + np.log(np.exp(logits - top).sum())))
+    return np.array(scores)
