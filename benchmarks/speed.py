@@ -1,0 +1,183 @@
+"""
+Speed and memory of LINe at ImageNet scale (K=1000 classes, D=2048 features, batch 256), as
+ratios measured in one run on one machine:
+
+- scoring cost per sample relative to a ResNet-50 forward pass per sample (target: at most 2 %),
+  and the extra memory scoring takes (target: at most 1 GB);
+- fitting 20,000 features, thresholds included (target: at most 20 s);
+- LINe against a literal per-sample transcription of the algorithm (the authors' approach, one
+  K x D mask per sample) and against pytorch-ood's DICE, which builds a B x K x D tensor.
+
+Run: ``python benchmarks/speed.py`` (``--quick`` for a smoke run). Writes
+``benchmarks/results/speed.json`` and ``speed.md``.
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
+import torch
+import torchvision
+from pytorch_ood.detector import DICE
+
+from line_plugin import LINe
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """resident memory of this process (``VmRSS``) or its peak (``VmHWM``), in MB"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_extra_mb(fn: Callable[[], object]) -> float:
+    """peak resident memory that ``fn`` adds, in MB (Linux: resets the peak via clear_refs)"""
+    Path("/proc/self/clear_refs").write_text("5")
+    before = rss_mb()
+    fn()
+    return rss_mb("VmHWM") - before
+
+
+def seconds(fn: Callable[[], object], repeat: int = 3) -> float:
+    """best wall time of ``repeat`` calls, after one warm-up"""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def features_for(w: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """post-ReLU features whose predicted class is ``labels`` (so a batch spans many classes)"""
+    noise = torch.rand(labels.shape[0], w.shape[1], generator=g)
+    return noise + 4 * torch.relu(w[labels]) / w.abs().mean()
+
+
+def literal_scores(det: LINe, x: torch.Tensor) -> np.ndarray:
+    """the authors' approach: per sample, the dense K x D masks from the contributions"""
+    w = det.weight.numpy()
+    b = det.bias.numpy()
+    contrib = w * det.class_means.numpy()
+    out = []
+    for a in x.double().numpy():
+        h = np.minimum(a, det.clip)
+        label = int(np.argmax(w @ h + b))
+        keep = contrib[label] > np.quantile(contrib[label], det.p_a)
+        products = np.abs(contrib[label])[None, :] * w
+        mask = products > np.quantile(products, det.p_w)
+        z = (w * mask) @ (h * keep) + b
+        out.append(-np.logaddexp.reduce(z))
+    return np.array(out)
+
+
+def run(quick: bool = False) -> Dict:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    num_classes, num_features, batch = 1000, 2048, 256
+    fit_samples = 2000 if quick else 20000
+
+    resnet = torchvision.models.resnet50().eval()
+    w, b = resnet.fc.weight.detach(), resnet.fc.bias.detach()
+    images = torch.randn(8 if quick else 32, 3, 224, 224, generator=g)
+    with torch.no_grad():
+        forward = seconds(lambda: resnet(images), repeat=1 if quick else 2) / images.shape[0]
+
+    y = torch.arange(fit_samples) % num_classes
+    x = features_for(w, y, g)
+    det = LINe.from_preset("imagenet", None, w, b)
+    start = time.perf_counter()
+    det.fit_features(x, y)
+    fit_time = time.perf_counter() - start
+
+    test = features_for(w, torch.randperm(num_classes, generator=g)[:batch], g)
+    distinct = int(torch.unique((test.clamp(max=det.clip) @ w.T + b).argmax(1)).numel())
+    predict = seconds(lambda: det.predict_features(test), repeat=3) / batch
+    predict_memory = peak_extra_mb(lambda: det.predict_features(test))
+
+    dice = DICE(None, w, b, p=0.9).fit_features(x, y)
+    dice_time = seconds(lambda: dice.predict_features(test), repeat=1) / batch
+    dice_memory = peak_extra_mb(lambda: dice.predict_features(test))
+
+    few = test[: 4 if quick else 8]
+    literal = seconds(lambda: literal_scores(det, few), repeat=1) / few.shape[0]
+    literal_error = float(
+        np.abs(literal_scores(det, few) - det.predict_features(few.double()).numpy()).max()
+    )
+
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}",
+        "num_classes": num_classes,
+        "num_features": num_features,
+        "batch": batch,
+        "distinct_predicted_classes_in_batch": distinct,
+        "resnet50_forward_ms_per_sample": forward * 1e3,
+        "line_predict_ms_per_sample": predict * 1e3,
+        "line_predict_vs_resnet50_forward": predict / forward,
+        "line_predict_extra_memory_mb": predict_memory,
+        "line_fit_samples": fit_samples,
+        "line_fit_seconds": fit_time,
+        "dice_predict_ms_per_sample": dice_time * 1e3,
+        "dice_predict_extra_memory_mb": dice_memory,
+        "literal_per_sample_ms": literal * 1e3,
+        "line_speedup_over_literal": literal / predict,
+        "line_speedup_over_dice": dice_time / predict,
+        "literal_max_abs_difference": literal_error,
+    }
+    return result
+
+
+def markdown(r: Dict) -> str:
+    return "\n".join(
+        [
+            f"Measured on {r['machine']}; K={r['num_classes']}, D={r['num_features']}, "
+            f"batch {r['batch']} ({r['distinct_predicted_classes_in_batch']} distinct predicted "
+            "classes).",
+            "",
+            "| what | measured | target |",
+            "| --- | --- | --- |",
+            f"| ResNet-50 forward, per sample | {r['resnet50_forward_ms_per_sample']:.1f} ms | |",
+            f"| LINe scoring, per sample | {r['line_predict_ms_per_sample']:.3f} ms "
+            f"(**{100 * r['line_predict_vs_resnet50_forward']:.2f} %** of the forward) "
+            "| at most 2 % |",
+            f"| LINe scoring, extra memory (batch) | {r['line_predict_extra_memory_mb']:.0f} MB "
+            "| at most 1 GB |",
+            f"| LINe fit, {r['line_fit_samples']} features, thresholds included "
+            f"| {r['line_fit_seconds']:.1f} s | at most 20 s |",
+            f"| pytorch-ood DICE scoring, per sample (B x K x D) "
+            f"| {r['dice_predict_ms_per_sample']:.3f} ms, "
+            f"{r['dice_predict_extra_memory_mb']:.0f} MB | |",
+            f"| literal per-sample LINe (authors' approach) | {r['literal_per_sample_ms']:.1f} ms "
+            f"(LINe is {r['line_speedup_over_literal']:.0f}x faster; max score difference "
+            f"{r['literal_max_abs_difference']:.1e}) | |",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller smoke run")
+    parser.add_argument("--out", default=str(RESULTS), help="results directory")
+    args = parser.parse_args()
+    result = run(args.quick)
+    text = markdown(result)
+    print(text)
+    if not args.quick:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "speed.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
