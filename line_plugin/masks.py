@@ -88,6 +88,10 @@ def weight_thresholds(
     :math:`P^l_{kj} = |C_{lj}| W_{kj} > \\mathrm{quantile}(P^l, p_w)` over all :math:`K D`
     entries of :math:`P^l`, returned as thresholds on :math:`W` (see the module's notes).
 
+    Large heads take the selection route of :class:`_ColumnSelection` (exact, about
+    :math:`O(D \\log K)` per class instead of :math:`O(K D)`); small ones, and any class where
+    that route cannot conclude, compute all :math:`K D` products.
+
     :param weight: final layer weights :math:`W`, shape :math:`K \\times D`
     :param contrib: contributions :math:`C`, shape :math:`K \\times D`
     :param p_w: fraction of weights pruned per class; 0 keeps all
@@ -98,25 +102,100 @@ def weight_thresholds(
     num_classes, num_features = weight.shape
     if p_w == 0:
         return np.full(weight.shape, -np.inf)
-
-    sorted_cols = np.sort(weight, axis=0)
-    columns = np.arange(num_features)
-    lo, hi, t = _order_positions(weight.size, p_w)
+    select = _ColumnSelection(weight, p_w)
+    one_class = select.dense if weight.size < 65536 else select
     thresholds = np.empty(weight.shape)
 
-    def one_class(label: int) -> None:
-        products = weight * np.abs(contrib[label])
-        part = np.partition(products.ravel(), (lo, hi))
-        cut = _lerp(part[lo], part[hi], t)
-        pruned = np.count_nonzero(products <= cut, axis=0)
-        largest_pruned = sorted_cols[np.maximum(pruned - 1, 0), columns]
-        thresholds[label] = np.where(pruned > 0, largest_pruned, -np.inf)
+    def run(label: int) -> None:
+        thresholds[label] = one_class(np.abs(contrib[label]))
 
     workers = workers or max(1, min(torch.get_num_threads(), num_classes))
     if workers == 1 or num_classes * num_features < 65536:
         for label in range(num_classes):
-            one_class(label)
+            run(label)
     else:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one_class, range(num_classes)))
+            list(pool.map(run, range(num_classes)))
     return thresholds
+
+
+class _ColumnSelection:
+    """
+    The weight-mask threshold of one class, from the scale :math:`a_j = |C_{lj}|` of each column.
+
+    The products :math:`a_j W_{kj}` of column :math:`j` are sorted as :math:`W_{:,j}` is (a
+    product with :math:`a_j \\ge 0` is monotone, rounding included), so the number of products
+    :math:`\\le v` in a column is a binary search in the sorted column, corrected at the boundary
+    with the exact products. The two order statistics of the quantile are bracketed by a fixed
+    sample of products, and selected exactly among the few products inside the bracket.
+
+    :param weight: :math:`W`, shape :math:`K \\times D`
+    :param p_w: the fraction pruned, in :math:`(0, 1]`
+    :param sample_size: number of sampled products for the bracket
+    """
+
+    def __init__(self, weight: np.ndarray, p_w: float, sample_size: int = 16384):
+        self.weight = weight
+        self.sorted = np.sort(weight, axis=0)
+        self.sorted_rows = torch.from_numpy(np.ascontiguousarray(self.sorted.T))  # D x K
+        self.columns = np.arange(weight.shape[1])
+        self.lo, self.hi, self.t = _order_positions(weight.size, p_w)
+        rng = np.random.default_rng(0)
+        m = min(sample_size, weight.size)
+        flat = rng.choice(weight.size, size=m, replace=False)
+        self.sample_rows, self.sample_cols = np.unravel_index(flat, weight.shape)
+        # sample ranks that bracket the order statistics with overwhelming probability
+        q = self.lo / max(weight.size - 1, 1)
+        spread = int(8 * np.sqrt(m * max(q * (1 - q), 1.0 / m))) + 8
+        self.sample_lo, self.sample_hi = int(q * (m - 1)) - spread, int(q * (m - 1)) + spread + 1
+
+    def dense(self, a: np.ndarray) -> np.ndarray:
+        """all :math:`K D` products: the reference route"""
+        products = self.weight * a
+        part = np.partition(products.ravel(), (self.lo, self.hi))
+        cut = _lerp(part[self.lo], part[self.hi], self.t)
+        return self._thresholds(np.count_nonzero(products <= cut, axis=0))
+
+    def _thresholds(self, pruned: np.ndarray) -> np.ndarray:
+        largest_pruned = self.sorted[np.maximum(pruned - 1, 0), self.columns]
+        return np.where(pruned > 0, largest_pruned, -np.inf)
+
+    def _counts(self, a: np.ndarray, v: float):
+        """per column, the number of products :math:`\\le v`; ``None`` if ties prevent it"""
+        num_rows = self.sorted.shape[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.where(a > 0, v / a, 0.0)
+        r = torch.searchsorted(self.sorted_rows, torch.from_numpy(u)[:, None], right=True)
+        r = r[:, 0].numpy().astype(np.int64)
+        for _ in range(8):  # the division is off by an ulp at most: fix the boundary exactly
+            below = np.minimum(np.maximum(r - 1, 0), num_rows - 1)
+            too_many = (r > 0) & (a * self.sorted[below, self.columns] > v)
+            at = np.minimum(r, num_rows - 1)
+            too_few = (r < num_rows) & (a * self.sorted[at, self.columns] <= v)
+            if not (too_many.any() or too_few.any()):
+                break
+            r = r - too_many + too_few
+        else:
+            return None
+        # a zero scale makes every product 0 (or -0): all of them are <= v exactly when 0 <= v
+        return np.where(a > 0, r, num_rows if v >= 0 else 0)
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        sample = np.sort(self.weight[self.sample_rows, self.sample_cols] * a[self.sample_cols])
+        m = sample.shape[0]
+        v_lo = sample[self.sample_lo] if self.sample_lo >= 0 else -np.inf
+        v_hi = sample[self.sample_hi] if self.sample_hi < m else np.inf
+        c_lo, c_hi = self._counts(a, v_lo), self._counts(a, v_hi)
+        if c_lo is None or c_hi is None or c_lo.sum() > self.lo or c_hi.sum() <= self.hi:
+            return self.dense(a)
+        # the products in (v_lo, v_hi]: ranks c_lo[j] .. c_hi[j] - 1 of each sorted column
+        lengths = c_hi - c_lo
+        cols = np.repeat(self.columns, lengths)
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = np.arange(cols.shape[0]) - starts + np.repeat(c_lo, lengths)
+        inside = self.sorted[rows, cols] * a[cols]
+        below = int(c_lo.sum())
+        part = np.partition(inside, (self.lo - below, self.hi - below))
+        cut = _lerp(part[self.lo - below], part[self.hi - below], self.t)
+        pruned = self._counts(a, cut)
+        return self.dense(a) if pruned is None else self._thresholds(pruned)
