@@ -1,0 +1,200 @@
+"""
+Every detector of the comparison working on cached penultimate features: an identity encoder,
+the linear head as logits model, features as 1 x 1 feature maps for ReAct, ASH and SCALE.
+"""
+
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from pytorch_ood.api import Detector, FeaturesDetector, RequiresFittingException
+from pytorch_ood.detector import ASH, DICE, SCALE, EnergyBased, Mahalanobis, MaxSoftmax, ReAct, ViM
+from pytorch_ood.utils import GridSearch, extract_features
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class _AsMaps(nn.Module):
+    # B x D features as B x D x 1 x 1 feature maps, for ReAct, ASH and SCALE
+    def forward(self, z: Tensor) -> Tensor:
+        return z.reshape(z.shape[0], -1, 1, 1)
+
+
+class _Head(nn.Module):
+    # the linear head on (flattened) features
+    def __init__(self, w: Tensor, b: Tensor):
+        super().__init__()
+        self.fc = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            self.fc.weight.copy_(w)
+            self.fc.bias.copy_(b)
+        self.requires_grad_(False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.fc(z.flatten(1))
+
+
+class TorchKNN(FeaturesDetector):
+    """
+    Deep nearest neighbours (Sun et al., ICML 2022) in plain torch: the outlier score is the
+    distance of the L2-normalised features to their :math:`k`-th nearest neighbour among the ID
+    training features. The same scores as :class:`pytorch_ood.detector.KNN`, which needs
+    scikit-learn; used when that is not installed.
+
+    :param encoder: feature encoder, or ``None`` for features
+    :param k: the neighbour whose distance is the score
+    """
+
+    requires_fit = True
+    hyperparameter_space = {"k": [50, 100, 200, 500, 1000]}
+
+    def __init__(self, encoder: Optional[Callable[[Tensor], Tensor]], k: int = 50):
+        self.encoder = encoder
+        self.k = k
+        self.bank: Optional[Tensor] = None
+
+    def fit(self, data_loader: DataLoader) -> "TorchKNN":
+        z, y = extract_features(data_loader, self.encoder, device=None)
+        return self.fit_features(z, y)
+
+    def fit_features(self, z: Tensor, y: Tensor) -> "TorchKNN":
+        self.bank = nn.functional.normalize(z[y >= 0].float(), dim=1)
+        return self
+
+    def predict(self, x: Tensor) -> Tensor:
+        return self.predict_features(self.encoder(x))
+
+    @torch.no_grad()
+    def predict_features(self, z: Tensor) -> Tensor:
+        if self.bank is None:
+            raise RequiresFittingException()
+        k = min(self.k, len(self.bank))
+        z = nn.functional.normalize(z.float(), dim=1)
+        out = []
+        for chunk in z.split(1024):
+            sim = chunk @ self.bank.to(chunk.device).T
+            kth = sim.topk(k, dim=1).values[:, -1]
+            out.append((2 - 2 * kth).clamp_min(0).sqrt())
+        return torch.cat(out)
+
+
+def _knn(k: int = 50) -> Detector:
+    try:
+        from pytorch_ood.detector import KNN
+
+        return KNN(nn.Identity(), k=k)
+    except ImportError:
+        return TorchKNN(nn.Identity(), k=k)
+
+
+def _line(w: Tensor, b: Tensor, preset: Optional[str] = "cifar10", **kwargs) -> Detector:
+    from ..detector import LINe
+
+    if preset is not None:
+        return LINe.from_preset(preset, nn.Identity(), w, b)
+    return LINe(nn.Identity(), w, b, **kwargs)
+
+
+def make_detectors(w: Tensor, b: Tensor, line: bool = True) -> Dict[str, Detector]:
+    """
+    Every detector of the comparison, at its default or paper settings, working on features
+    (identity encoder; the linear head as logits model). ``"(tuned)"`` copies are made by
+    :func:`run_benchmark` for those with a ``hyperparameter_space``.
+
+    :param w: head weight, :math:`K \\times D`
+    :param b: head bias, :math:`K`
+    :param line: include LINe (paper preset ``cifar10``: ``p_a = p_w = 0.9``, ``clip = 1``)
+    :return: name -> unfitted detector
+    """
+    head = _Head(w, b)
+    d = w.shape[1]
+    detectors: Dict[str, Detector] = {
+        "MSP": MaxSoftmax(head),
+        "Energy": EnergyBased(head),
+        "ReAct": ReAct(_AsMaps(), head, percentile=0.9),
+        "DICE": DICE(nn.Identity(), w, b, p=0.9),
+        "ASH": ASH(_AsMaps(), head, variant="ash-s", percentile=0.65),
+        "SCALE": SCALE(_AsMaps(), head, percentile=0.65),
+        "ViM": ViM(nn.Identity(), d=max(1, d // 2), w=w, b=b),
+        "KNN": _knn(50),
+        "Mahalanobis": Mahalanobis(nn.Identity()),
+    }
+    if line:
+        detectors["LINe"] = _line(w, b)
+    return detectors
+
+
+def space_for(detector: Detector, num_features: int, num_fit: int) -> Optional[Dict[str, list]]:
+    space = dict(getattr(detector, "hyperparameter_space", None) or {})
+    if "d" in space:  # ViM: the principal subspace must be smaller than the features
+        space["d"] = [d for d in space["d"] if d < num_features] or [max(1, num_features // 2)]
+    if "k" in space:  # KNN: at most as many neighbours as fit samples
+        space["k"] = [k for k in space["k"] if k <= num_fit] or [num_fit]
+    return space or None
+
+
+def fit_detector(detector: Detector, z: Tensor, y: Tensor, batch_size: int = 2048) -> Detector:
+    """
+    Fit a feature-level detector (see :func:`make_detectors`) on ID features.
+
+    :return: the detector
+    """
+    if isinstance(detector, ReAct):
+        detector.fit_feature_maps(z[:, :, None, None], y)
+    elif isinstance(detector, FeaturesDetector):
+        detector.fit_features(z, y)
+    elif detector.requires_fit:
+        detector.fit(DataLoader(TensorDataset(z, y), batch_size=batch_size))
+    return detector
+
+
+@torch.no_grad()
+def predict(detector: Detector, z: Tensor, batch_size: int = 4096) -> Tensor:
+    """
+    :param detector: a feature-level detector
+    :param z: features :math:`N \\times D`
+    :return: outlier scores :math:`N`, on the CPU
+    """
+    return torch.cat([detector.predict(chunk).flatten().cpu() for chunk in z.split(batch_size)])
+
+
+def tune(
+    detector: Detector,
+    fit: Tuple[Tensor, Tensor],
+    val: Tuple[Tensor, Tensor],
+    space: Dict[str, list],
+    batch_size: int = 2048,
+) -> GridSearch:
+    """
+    :class:`pytorch_ood.utils.GridSearch` (AUROC) on validation features; leaves ``detector``
+    fitted with the best hyperparameters.
+
+    :param detector: a feature-level detector
+    :param fit: ID fit features and labels
+    :param val: validation features and labels (OOD labelled ``< 0``)
+    :param space: the search space
+    :return: the finished search (``best_params_``, ``best_score_``, ``results_``)
+    """
+    fit_loader = DataLoader(TensorDataset(*fit), batch_size=batch_size)
+    val_loader = DataLoader(TensorDataset(*val), batch_size=batch_size)
+    search = GridSearch(detector, fit_loader, val_loader, hyperparameter_space=space)
+    search.run()
+    return search
+
+
+def ablation_detectors(w: Tensor, b: Tensor) -> Dict[str, Detector]:
+    """
+    LINe with each of its three parts (clipping at 1, activation pruning 0.9, weight pruning 0.9:
+    the CIFAR-10 preset) on or off; all off is the energy score.
+
+    :return: name (e.g. ``"clip + A + W"``) -> unfitted detector
+    """
+    out = {}
+    for clip in (False, True):
+        for p_a in (False, True):
+            for p_w in (False, True):
+                parts = [s for s, on in (("clip", clip), ("A", p_a), ("W", p_w)) if on]
+                name = " + ".join(parts) or "none (energy)"
+                out[name] = _line(
+                    w, b, None, p_a=0.9 * p_a, p_w=0.9 * p_w, clip=1.0 if clip else None
+                )
+    return out

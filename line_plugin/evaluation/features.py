@@ -1,0 +1,132 @@
+"""
+Penultimate features of a backbone, computed once and cached on disk
+(``$LINE_OOD_CACHE`` or ``~/.cache/line_plugin``).
+"""
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from .benchmark import Jigsaw
+
+
+def cache_dir() -> Path:
+    """
+    :return: ``$LINE_OOD_CACHE`` if set, else ``~/.cache/line_plugin`` (never the shared folder)
+    """
+    return Path(os.environ.get("LINE_OOD_CACHE") or Path.home() / ".cache" / "line_plugin")
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """:return: a short hash of the model's parameters and buffers"""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _dataset_token(dataset: Dataset) -> str:
+    """identity of a (subset of a) dataset: its class, path/split and indices"""
+    parts = []
+    while isinstance(dataset, Subset):
+        parts.append(hashlib.sha1(np.asarray(dataset.indices).tobytes()).hexdigest()[:12])
+        dataset = dataset.dataset
+    if isinstance(dataset, ConcatDataset):
+        parts += [_dataset_token(d) for d in dataset.datasets]
+    elif isinstance(dataset, Jigsaw):
+        parts += [f"jigsaw{dataset.grid}-{dataset.seed}", _dataset_token(dataset.dataset)]
+    else:
+        for attr in ("path", "root", "split", "seed", "num", "indices"):
+            value = getattr(dataset, attr, None)
+            if isinstance(value, np.ndarray):
+                value = hashlib.sha1(value.tobytes()).hexdigest()[:12]
+            if value is not None:
+                parts.append(f"{attr}={value}")
+    return f"{type(dataset).__name__}({','.join(map(str, parts))})"
+
+
+@torch.no_grad()
+def compute_features(
+    encoder: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    batch_size: int = 250,
+    num_workers: int = 0,
+    desc: str = "features",
+    progress: bool = True,
+) -> Tuple[Tensor, Tensor]:
+    """
+    :param encoder: images to :math:`B \\times D` features
+    :param dataset: yields ``(image tensor, label)``
+    :param batch_size: batch size
+    :param num_workers: data loader workers
+    :param desc: progress bar label
+    :param progress: show a progress bar
+    :return: float32 features :math:`N \\times D` and int64 labels :math:`N`, on the CPU
+    """
+    zs, ys = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        zs.append(encoder(x).float().flatten(1).cpu())
+        ys.append(torch.as_tensor(y, dtype=torch.long))
+    return torch.cat(zs), torch.cat(ys)
+
+
+def cached_features(
+    encoder: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    key: str,
+    directory: Optional[Path] = None,
+    **kwargs,
+) -> Tuple[Tensor, Tensor]:
+    """
+    :func:`compute_features`, stored in ``directory`` under a hash of ``key`` and the dataset's
+    identity (class, file, split, subset indices) and reused when present.
+
+    :param encoder: images to features
+    :param dataset: the data
+    :param key: identifies the encoder (backbone name and weights fingerprint)
+    :param directory: cache folder; default ``cache_dir() / "features"``; ``False``-like ``""``
+        is not allowed, pass ``None``
+    :param kwargs: passed to :func:`compute_features`
+    :return: features and labels
+    """
+    directory = Path(directory) if directory is not None else cache_dir() / "features"
+    token = f"{key}|{_dataset_token(dataset)}|{len(dataset)}"
+    name = hashlib.sha1(token.encode()).hexdigest()[:20]
+    path = directory / f"{key.split('|')[0]}_{name}.pt"
+    if path.exists():
+        payload = torch.load(path, map_location="cpu")
+        if payload.get("token") == token:
+            return payload["z"], payload["y"]
+    z, y = compute_features(encoder, dataset, **kwargs)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"token": token, "z": z, "y": y}, tmp)
+    tmp.replace(path)
+    return z, y
+
+
+def split_backbone(
+    model: nn.Module, input_size: int = 32
+) -> Tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
+    """
+    The classifier as encoder and linear head, by :func:`line_plugin.backbones.split_model`
+    (checked on a probe batch of ``input_size`` pixels).
+
+    :param model: the classifier
+    :param input_size: image side length of the probe batch
+    :return: ``encoder, weight, bias`` with ``encoder(x) @ weight.T + bias == model(x)``
+    """
+    from ..backbones import split_model
+
+    probe = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    encoder, weight, bias = split_model(model, probe=probe)
+    return encoder, weight.detach().float(), bias.detach().float()

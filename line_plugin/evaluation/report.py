@@ -1,0 +1,209 @@
+"""
+Markdown tables and PNG plots of benchmark results.
+"""
+
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .runner import BenchmarkResult
+
+
+def _mean_by(records: List[Dict], key: str, metric: str) -> Dict[Tuple[str, str], float]:
+    groups: Dict[Tuple[str, str], List[float]] = {}
+    for r in records:
+        groups.setdefault((r[key], r["detector"]), []).append(r[metric])
+    return {k: float(np.mean(v)) for k, v in groups.items()}
+
+
+def markdown_table(records: List[Dict], metrics: Sequence[str] = ("FPR95", "AUROC")) -> str:
+    """
+    One row per detector, one column per OOD set plus their mean; each cell holds ``metrics``
+    in percent (e.g. ``FPR95 / AUROC``).
+
+    :param records: records of one backbone
+    :param metrics: metric names
+    :return: the Markdown table
+    """
+    detectors = list(dict.fromkeys(r["detector"] for r in records))
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    cell = {(r["detector"], r["dataset"]): r for r in records}
+    header = ["detector"] + datasets + ["mean"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for det in detectors:
+        row = [det]
+        for ds in datasets:
+            r = cell.get((det, ds))
+            row.append(" / ".join(f"{100 * r[m]:.1f}" for m in metrics) if r else "")
+        means = [
+            np.mean([cell[(det, ds)][m] for ds in datasets if (det, ds) in cell]) for m in metrics
+        ]
+        row.append(" / ".join(f"{100 * v:.1f}" for v in means))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(records: List[Dict], metrics: Sequence[str] = ("FPR95", "AUROC")) -> str:
+    """
+    Mean over the OOD sets: one row per detector, one column per backbone.
+
+    :param records: records of any number of backbones
+    :param metrics: metric names
+    :return: the Markdown table
+    """
+    backbones = list(dict.fromkeys(r["backbone"] for r in records))
+    detectors = list(dict.fromkeys(r["detector"] for r in records))
+    means = {m: _mean_by(records, "backbone", m) for m in metrics}
+    lines = [
+        "| detector | " + " | ".join(backbones) + " |",
+        "| --- |" + " --- |" * len(backbones),
+    ]
+    for det in detectors:
+        row = [det]
+        for bb in backbones:
+            vals = [means[m].get((bb, det)) for m in metrics]
+            row.append("" if None in vals else " / ".join(f"{100 * v:.1f}" for v in vals))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _roc(id_scores: Tensor, ood_scores: Tensor) -> Tuple[np.ndarray, np.ndarray]:
+    # OOD positive: x = share of ID flagged, y = share of OOD caught, over all thresholds
+    s = torch.cat([id_scores, ood_scores]).double()
+    is_ood = torch.cat([torch.zeros(len(id_scores)), torch.ones(len(ood_scores))])
+    order = torch.argsort(s, descending=True)
+    tp = torch.cumsum(is_ood[order], 0) / len(ood_scores)
+    fp = torch.cumsum(1 - is_ood[order], 0) / len(id_scores)
+    return np.r_[0, fp.numpy()], np.r_[0, tp.numpy()]
+
+
+def plot_roc(scores: Dict[str, Dict[str, Tensor]], path: Path, title: str = "") -> Path:
+    """
+    ROC curves, one panel per OOD set, one curve per detector.
+
+    :param scores: ``detector -> {"ID": scores, dataset: scores}``
+    :param path: PNG file to write
+    :param title: figure title
+    :return: ``path``
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [k for k in next(iter(scores.values())) if k != "ID"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for det, s in scores.items():
+            x, y = _roc(s["ID"], s[ds])
+            ax.plot(x, y, lw=1.2 if "LINe" in det else 0.8, label=det)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.5)
+        ax.axvline(0.05, color="grey", lw=0.5)
+        ax.set(title=ds, xlabel="ID flagged as OOD", ylabel="OOD detected", xlim=(0, 1))
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(scores: Dict[str, Dict[str, Tensor]], path: Path, title: str = "") -> Path:
+    """
+    Histograms of ID and OOD outlier scores: one row per detector, one column per OOD set.
+
+    :param scores: ``detector -> {"ID": scores, dataset: scores}``
+    :param path: PNG file to write
+    :param title: figure title
+    :return: ``path``
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    detectors = list(scores)
+    datasets = [k for k in scores[detectors[0]] if k != "ID"]
+    fig, axes = plt.subplots(
+        len(detectors),
+        len(datasets),
+        figsize=(3 * len(datasets), 1.8 * len(detectors)),
+        squeeze=False,
+    )
+    for i, det in enumerate(detectors):
+        id_s = scores[det]["ID"].numpy()
+        for j, ds in enumerate(datasets):
+            ood_s = scores[det][ds].numpy()
+            lo, hi = np.percentile(np.r_[id_s, ood_s], [0.5, 99.5])
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 50)
+            ax = axes[i][j]
+            ax.hist(id_s, bins, alpha=0.6, density=True, label="ID (CIFAR-10)")
+            ax.hist(ood_s, bins, alpha=0.6, density=True, label="OOD")
+            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(ds, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(det, fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"{title} outlier scores (higher: more OOD)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+#: detectors shown in the plots (all are in the tables)
+PLOT_DETECTORS = (
+    "MSP",
+    "Energy",
+    "ReAct",
+    "DICE",
+    "ASH",
+    "ViM",
+    "KNN",
+    "LINe (paper)",
+    "LINe (tuned)",
+)
+
+
+def write_report(result: BenchmarkResult, out_dir: Union[str, Path]) -> List[Path]:
+    """
+    Write ``quality_<backbone>.json`` (records, ablation, meta), ``quality_<backbone>.md`` (tables)
+    and the PNG plots ``<backbone>_roc.png``, ``<backbone>_scores.png``.
+
+    :param result: a :func:`run_benchmark` result
+    :param out_dir: output folder (created)
+    :return: the files written
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = result.meta["backbone"]
+    written = [out / f"quality_{name}.json"]
+    written[0].write_text(result.to_json() + "\n")
+    meta = result.meta
+    text = [
+        f"# {name}: OOD detection on JPEG CIFAR-10\n",
+        f"Cells: FPR95 (papers' convention, ID kept at 95 %) / AUROC, in percent. Test accuracy "
+        f"{100 * meta['test_accuracy']:.1f} %; images: {meta['n']}.\n",
+        markdown_table(result.records),
+    ]
+    if meta.get("tuned"):
+        text.append("\nTuned hyperparameters (GridSearch, validation AUROC):\n")
+        for det, t in meta["tuned"].items():
+            text.append(f"- {det}: {t['params']} ({100 * t['val_AUROC']:.1f})")
+        text.append("")
+    if result.ablation:
+        text += [
+            "\n## LINe ablation (clip 1.0, p_a 0.9, p_w 0.9)\n",
+            markdown_table(result.ablation),
+        ]
+    written.append(out / f"quality_{name}.md")
+    written[-1].write_text("\n".join(text))
+    shown = {k: v for k, v in result.scores.items() if k in PLOT_DETECTORS} or result.scores
+    written.append(plot_roc(shown, out / f"{name}_roc.png", name))
+    written.append(plot_histograms(shown, out / f"{name}_scores.png", name))
+    return written

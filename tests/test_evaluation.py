@@ -1,0 +1,276 @@
+"""Tests of :mod:`line_plugin.evaluation`: metrics, data, feature cache, detectors, runner."""
+
+import json
+import math
+import tempfile
+import unittest
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision import transforms as T
+
+from line_plugin.evaluation import (
+    FeatureBenchmark,
+    Jigsaw,
+    LocalCIFAR10,
+    Sizes,
+    TorchKNN,
+    ablation_detectors,
+    cached_features,
+    fit_detector,
+    fpr_at_id_tpr,
+    make_detectors,
+    markdown_table,
+    metrics,
+    predict,
+    run_benchmark,
+    summary_table,
+    write_report,
+)
+from line_plugin.evaluation.benchmark import _GaussianNoise, _noise
+
+
+def _oe_fpr_and_fdr_at_recall(y_true, y_score, recall_level=0.95, pos_label=1.0):
+    """fpr_and_fdr_at_recall of the Outlier Exposure code (used by ReAct, DICE and LINe),
+    verbatim but for sklearn's stable_cumsum: ID positive, higher score = more ID"""
+    y_true = y_true == pos_label
+    desc_score_indices = np.argsort(y_score, kind="mergesort")[::-1]
+    y_score = y_score[desc_score_indices]
+    y_true = y_true[desc_score_indices]
+    distinct_value_indices = np.where(np.diff(y_score))[0]
+    threshold_idxs = np.r_[distinct_value_indices, y_true.size - 1]
+    tps = np.cumsum(y_true, dtype=np.float64)[threshold_idxs]
+    fps = 1 + threshold_idxs - tps
+    recall = tps / tps[-1]
+    last_ind = tps.searchsorted(tps[-1])
+    sl = slice(last_ind, None, -1)
+    recall, fps = np.r_[recall[sl], 1], np.r_[fps[sl], 0]
+    cutoff = np.argmin(np.abs(recall - recall_level))
+    return fps[cutoff] / (np.sum(np.logical_not(y_true)))
+
+
+class TestFPR95(unittest.TestCase):
+    def test_hand_example(self):
+        # 20 ID scores 0..19; keeping 95 % (19) of them puts the threshold at 18
+        id_scores = torch.arange(20.0)
+        ood_scores = torch.tensor([5.0, 18.5, 19.0, 30.0])
+        scores = torch.cat([id_scores, ood_scores])
+        labels = torch.cat([torch.zeros(20), -torch.ones(4)]).long()
+        # papers: keeping 95 % of ID (up to 18) accepts every OOD sample below the next ID
+        # sample (19): 5.0 and 18.5 -> 2 / 4
+        self.assertEqual(fpr_at_id_tpr(scores, labels), 0.5)
+        # pytorch-ood (OOD positive): catching 95 % of OOD needs all 4, threshold 5:
+        # ID scores >= 5 are flagged -> 15 / 20
+        m = metrics(scores, labels)
+        self.assertAlmostEqual(m["FPR95TPR"], 0.75)
+        self.assertEqual(m["FPR95"], 0.5)
+        self.assertEqual(
+            set(m), {"AUROC", "AUPR-IN", "AUPR-OUT", "FPR95TPR", "FPR95"}, "metric names"
+        )
+
+    def test_ties_and_extremes(self):
+        labels = torch.tensor([0] * 20 + [-1] * 2)
+        # an OOD score tied with the last ID sample kept is accepted
+        scores = torch.tensor([float(i) for i in range(20)] + [18.0, 100.0])
+        self.assertEqual(fpr_at_id_tpr(scores, labels), 0.5)
+        # 10 ID samples: recall 0.9 and 1.0 are equally near 0.95; the higher one is taken
+        labels = torch.tensor([0] * 10 + [-1] * 2)
+        scores = torch.tensor([float(i) for i in range(10)] + [8.5, 100.0])
+        self.assertEqual(fpr_at_id_tpr(scores, labels), 0.5)
+        separated = torch.tensor([0.0] * 10 + [1.0, 2.0])
+        self.assertEqual(fpr_at_id_tpr(separated, labels), 0.0)
+        inverted = torch.tensor([5.0] * 10 + [1.0, 2.0])
+        self.assertEqual(fpr_at_id_tpr(inverted, labels), 1.0)
+
+    def test_matches_papers_code(self):
+        rng = np.random.default_rng(0)
+        for trial in range(20):
+            n_id, n_ood = rng.integers(20, 300, 2)
+            id_s = rng.normal(0, 1, n_id).round(1)  # rounding makes ties
+            ood_s = rng.normal(1, 1, n_ood).round(1)
+            scores = torch.tensor(np.r_[id_s, ood_s])
+            labels = torch.tensor(np.r_[np.zeros(n_id), -np.ones(n_ood)]).long()
+            y_true = np.r_[np.ones(n_id), np.zeros(n_ood)]
+            expected = _oe_fpr_and_fdr_at_recall(y_true, -np.r_[id_s, ood_s])
+            self.assertAlmostEqual(fpr_at_id_tpr(scores, labels), expected, msg=trial)
+
+    def test_errors(self):
+        with self.assertRaises(ValueError):
+            fpr_at_id_tpr(torch.ones(3), torch.zeros(3))
+        with self.assertRaises(ValueError):
+            fpr_at_id_tpr(torch.tensor([0.0, math.nan]), torch.tensor([0, -1]))
+        with self.assertRaises(ValueError):
+            fpr_at_id_tpr(torch.zeros(2), torch.tensor([0, -1]), tpr=0)
+
+
+class TestSyntheticOOD(unittest.TestCase):
+    def test_jigsaw_shuffles_tiles(self):
+        from PIL import Image
+
+        arr = np.arange(32 * 32 * 3, dtype=np.uint32).reshape(32, 32, 3) % 251
+        img = Image.fromarray(arr.astype(np.uint8))
+        jig = Jigsaw([(img, 3)] * 2, grid=4, seed=0)
+        out, label = jig[0]
+        self.assertEqual(label, -1)
+        out = np.asarray(out)
+        self.assertEqual(
+            sorted(out.flatten().tolist()), sorted(np.asarray(img).flatten().tolist())
+        )
+        self.assertFalse((out == np.asarray(img)).all())
+        self.assertTrue((np.asarray(jig[0][0]) == out).all())  # deterministic per item
+        self.assertFalse((np.asarray(jig[1][0]) == out).all())
+
+    def test_noise_is_seeded_per_item(self):
+        noise = _noise(_GaussianNoise, 5, 3, T.ToTensor())
+        a = noise[4][0]
+        _ = noise[0]
+        self.assertTrue(torch.equal(a, noise[4][0]))
+        self.assertFalse(torch.equal(a, noise[3][0]))
+        self.assertEqual(noise[0][1], -1)
+
+
+@pytest.mark.slow
+class TestLocalCIFAR10(unittest.TestCase):
+    def test_splits_are_disjoint_and_labelled(self):
+        sizes = Sizes(fit=200, val_id=50, val_ood=40, test_id=30, test_ood=20)
+        bench = LocalCIFAR10(T.ToTensor(), sizes)
+        self.assertEqual(bench.ood_names, ["dtd", "imagenet", "mnist", "fashion_mnist"])
+        fit = bench.train_set()
+        val_id, val_ood = bench.validation_sets()
+        jigsaw_src = val_ood.datasets[-1].dataset
+        fit_idx, val_idx, jig_idx = set(fit.indices), set(val_id.indices), set(jigsaw_src.indices)
+        self.assertEqual((len(fit_idx), len(val_idx), len(jig_idx)), (200, 50, 20))
+        self.assertFalse(fit_idx & val_idx or fit_idx & jig_idx or val_idx & jig_idx)
+        self.assertEqual(len(val_ood), 40)
+        self.assertEqual({val_ood[i][1] for i in range(len(val_ood))}, {-1})
+        tests = bench.test_sets()
+        self.assertEqual([len(t) for t in tests], [50] * 4)
+        x, y = tests[0][0]
+        self.assertEqual((tuple(x.shape), y >= 0), ((3, 32, 32), True))
+        self.assertEqual(tests[0][49][1], -1)
+        self.assertEqual(len(bench.test_sets(known=True, unknown=False)), 1)
+        with self.assertRaises(ValueError):
+            bench.test_sets(known=False, unknown=False)
+
+
+def _toy_features(seed: int = 0, n: int = 400, d: int = 32, k: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.rand(k, d, generator=g) * 2
+    y = torch.arange(n) % k
+    z = (centers[y] + 0.3 * torch.rand(n, d, generator=g)).relu()
+    w = centers - centers.mean(0)
+    b = torch.zeros(k)
+    ood = (0.8 * torch.rand(n // 2, d, generator=g) + 0.4).relu()
+    return z, y, w, b, ood
+
+
+class TestDetectorsOnFeatures(unittest.TestCase):
+    def test_every_detector_through_benchmark(self):
+        z, y, w, b, ood = _toy_features()
+        bench = FeatureBenchmark((z[:300], y[:300]), (z[300:], y[300:]), {"toy": ood})
+        labels = torch.cat([y[300:], -torch.ones(len(ood), dtype=torch.long)])
+        detectors = make_detectors(w, b)
+        self.assertEqual(
+            list(detectors),
+            [
+                "MSP",
+                "Energy",
+                "ReAct",
+                "DICE",
+                "ASH",
+                "SCALE",
+                "ViM",
+                "KNN",
+                "Mahalanobis",
+                "LINe",
+            ],
+        )
+        for name, det in detectors.items():
+            fit_detector(det, z[:300], y[:300])
+            (result,) = bench.evaluate(det, loader_kwargs={"batch_size": 64})
+            scores = torch.cat([predict(det, z[300:]), predict(det, ood)])
+            self.assertEqual(scores.shape, (len(labels),), name)
+            self.assertTrue(torch.isfinite(scores).all(), name)
+            # Benchmark.evaluate and the harness's own scores agree
+            self.assertAlmostEqual(result["AUROC"], metrics(scores, labels)["AUROC"], 6, name)
+
+    def test_ablation_all_off_is_energy(self):
+        z, y, w, b, ood = _toy_features(1)
+        dets = ablation_detectors(w, b)
+        self.assertEqual(len(dets), 8)
+        off = fit_detector(dets["none (energy)"], z, y)
+        energy = make_detectors(w, b)["Energy"]
+        torch.testing.assert_close(predict(off, ood).float(), predict(energy, ood).float())
+
+    def test_torch_knn(self):
+        z, y, _, _, ood = _toy_features(2)
+        knn = TorchKNN(None, k=5).fit_features(z, y)
+        d = torch.cdist(torch.nn.functional.normalize(ood, dim=1), knn.bank)
+        expected = d.sort(dim=1).values[:, 4]
+        torch.testing.assert_close(knn.predict_features(ood), expected, atol=1e-4, rtol=0)
+        try:
+            from pytorch_ood.detector import KNN
+
+            reference = KNN(None, k=5).fit_features(z, y)
+        except ImportError:  # scikit-learn is optional
+            return
+        torch.testing.assert_close(
+            knn.predict_features(ood), reference.predict_features(ood).float(), atol=1e-4, rtol=0
+        )
+
+
+class TestFeatureCache(unittest.TestCase):
+    def test_computed_once(self):
+        calls = []
+
+        def encoder(x):
+            calls.append(len(x))
+            return x.flatten(1) * 2
+
+        ds = torch.utils.data.TensorDataset(torch.rand(10, 3), torch.arange(10))
+        with tempfile.TemporaryDirectory() as tmp:
+            z1, y1 = cached_features(encoder, ds, "toy|abc", Path(tmp), progress=False)
+            z2, y2 = cached_features(encoder, ds, "toy|abc", Path(tmp), progress=False)
+            self.assertEqual(sum(calls), 10)
+            torch.testing.assert_close(z1, z2)
+            self.assertTrue(torch.equal(y1, torch.arange(10)))
+            cached_features(encoder, ds, "toy|other", Path(tmp), progress=False)
+            self.assertEqual(sum(calls), 20)
+            self.assertEqual(len(list(Path(tmp).glob("toy_*.pt"))), 2)
+
+
+@pytest.mark.slow
+class TestRunBenchmark(unittest.TestCase):
+    def test_tiny_run_and_report(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_benchmark(
+                "resnet18",
+                Sizes.tiny(),
+                detectors=["Energy", "DICE", "LINe"],
+                spaces={"LINe": {"p_a": [0.0, 0.9], "p_w": [0.0, 0.9], "clip": [None, 1.0]}},
+                ablation=True,
+                features_dir=Path(tmp) / "features",
+                progress=False,
+            )
+            names = {r["detector"] for r in result.records}
+            self.assertEqual(
+                names, {"Energy", "DICE", "DICE (tuned)", "LINe (paper)", "LINe (tuned)"}
+            )
+            self.assertEqual(len(result.records), 5 * 4)
+            keys = {"backbone", "detector", "dataset", "AUROC", "AUPR-IN", "AUPR-OUT"}
+            for r in result.records + result.ablation:
+                self.assertTrue(keys | {"FPR95TPR", "FPR95"} <= set(r))
+                self.assertTrue(0 <= r["FPR95"] <= 1 and 0 <= r["AUROC"] <= 1)
+            self.assertEqual(len(result.ablation), 8 * 4)
+            self.assertEqual(set(result.meta["tuned"]), {"DICE (tuned)", "LINe (tuned)"})
+            self.assertEqual(result.meta["n"]["fit"], 300)
+            self.assertGreater(result.meta["test_accuracy"], 0.6)
+            files = write_report(result, Path(tmp) / "out")
+            self.assertEqual([f.suffix for f in files], [".json", ".md", ".png", ".png"])
+            data = json.loads(files[0].read_text())
+            self.assertEqual(data["records"], result.records)
+            self.assertIn("| LINe (tuned) |", files[1].read_text())
+            self.assertIn("resnet18", summary_table(result.records))
+            self.assertIn("| dtd |", markdown_table(result.records).replace(" dtd ", "| dtd |"))
