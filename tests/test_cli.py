@@ -1,0 +1,285 @@
+"""
+The ``line-ood`` command line, run in-process through :func:`line_plugin.cli.main` on the shared
+resnet18 (the fastest shared model on a CPU) and tiny subsets; one subprocess call checks the
+installed console script.
+"""
+
+import csv
+import io
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from line_plugin import cli, data, zoo
+from line_plugin.cli import main
+
+BACKBONE = "resnet18"
+
+
+def run(capsys, *args: str) -> Tuple[int, str, str]:
+    """:return: exit status, stdout and stderr of ``line-ood ARGS``"""
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse: --help and usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_pngs(folder: Path, n: int, start: int = 0, source: str = "mnist") -> List[Path]:
+    """``n`` images of an OOD set as PNG files in ``folder``"""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = data.ood_set(source).x
+    paths = [folder / f"img{i}.png" for i in range(n)]
+    for i, path in enumerate(paths):
+        Image.fromarray(x[start + i]).save(path)
+    return paths
+
+
+def rows_of(text: str) -> List[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("state") / "line.pt"
+    args = ["fit", "--backbone", BACKBONE, "--fit-samples", "200", "--no-progress"]
+    assert main(args + ["--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """3 PNGs, a JPEG of another size in a sub-folder, and a text file that is no image"""
+    folder = tmp_path_factory.mktemp("images")
+    write_pngs(folder, 3)
+    img = Image.fromarray(data.ood_set("dtd").x[0]).resize((48, 40))
+    (folder / "sub").mkdir()
+    img.save(folder / "sub" / "texture.JPG")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+# -- help ----------------------------------------------------------------------------------------
+
+
+def test_console_script_help():
+    script = shutil.which("line-ood") or str(Path(sys.executable).parent / "line-ood")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for command in ("benchmark", "fit", "score"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["benchmark", "fit", "score"])
+def test_command_help_has_examples(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert "examples:" in out and f"line-ood {command}" in out
+
+
+# -- fit and score -------------------------------------------------------------------------------
+
+
+def test_fit_stores_backbone_classes_and_preset(state):
+    saved = torch.load(state, weights_only=True)
+    assert saved["backbone"] == BACKBONE
+    assert saved["classes"] == list(data.CIFAR10_CLASSES)
+    assert saved["line"]["hyperparameters"] == {
+        "p_a": 0.9,
+        "p_w": 0.9,
+        "clip": 1.0,
+        "clip_quantile": None,
+    }
+    assert int(saved["line"]["class_counts"].sum()) == 200
+
+
+def test_score_folder_recursively(capsys, state, images):
+    code, out, err = run(capsys, "score", "--state", str(state), str(images), "--no-progress")
+    assert code == 0, err
+    rows = rows_of(out)
+    assert [Path(r["file"]).name for r in rows] == [
+        "img0.png",
+        "img1.png",
+        "img2.png",
+        "texture.JPG",
+    ]
+    assert all(math.isfinite(float(r["score"])) for r in rows)
+    assert {r["class"] for r in rows} <= set(data.CIFAR10_CLASSES)
+    assert "scored 4 images" in err
+
+
+def test_score_files_to_csv_matches_folder_scores(capsys, tmp_path, state, images):
+    out_csv = tmp_path / "scores.csv"
+    files = [str(images / "img1.png"), str(images / "sub" / "texture.JPG")]
+    code, out, err = run(
+        capsys, "score", "--state", str(state), *files, "--out", str(out_csv), "--no-progress"
+    )
+    assert code == 0, err
+    assert out == ""
+    by_file = {r["file"]: r for r in rows_of(out_csv.read_text())}
+    _, folder_out, _ = run(capsys, "score", "--state", str(state), str(images), "--no-progress")
+    for row in rows_of(folder_out):
+        if row["file"] in by_file:
+            assert by_file.pop(row["file"]) == row
+    assert not by_file
+
+
+def test_score_with_a_checkpoint_backbone(capsys, state, images):
+    checkpoint = data.default_models_dir() / zoo.MODELS[BACKBONE][0]
+    code, out, err = run(
+        capsys,
+        *("score", "--state", str(state), "--backbone", f"resnet18:{checkpoint}"),
+        *(str(images / "img0.png"), "--no-progress"),
+    )
+    assert code == 0, err
+    assert len(rows_of(out)) == 1
+
+
+def test_fit_on_an_image_folder_keeps_its_class_names(capsys, tmp_path):
+    for k in range(10):  # resnet18 has 10 classes: every one needs a sample
+        write_pngs(tmp_path / "train" / f"class{k}", 2, start=2 * k)
+    out = tmp_path / "folder.pt"
+    code, _, err = run(
+        capsys,
+        *("fit", "--backbone", BACKBONE, "--train-folder", str(tmp_path / "train")),
+        *("--p-w", "0.5", "--clip-quantile", "0.9", "--out", str(out), "--no-progress"),
+    )
+    assert code == 0, err
+    saved = torch.load(out, weights_only=True)
+    assert saved["classes"] == [f"class{k}" for k in range(10)]
+    assert saved["line"]["hyperparameters"]["p_w"] == 0.5
+    assert saved["line"]["hyperparameters"]["clip_quantile"] == 0.9
+
+
+# -- benchmark -----------------------------------------------------------------------------------
+
+
+def test_benchmark_prints_auroc_and_fpr95_tables(capsys, tmp_path):
+    code, out, err = run(
+        capsys,
+        *("benchmark", "--backbone", BACKBONE, "--fit-samples", "100"),
+        *("--test-samples", "60", "--ood-samples", "40", "--ood", "mnist", "dtd"),
+        *("--detectors", "Energy", "LINe", "--cache", str(tmp_path), "--no-progress"),
+    )
+    assert code == 0, err
+    assert "AUROC %" in out and "FPR95 %" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["detector", "mnist", "dtd", "mean"] in lines
+    rows = [line for line in lines if line and line[0] in ("Energy", "LINe")]
+    assert len(rows) == 4  # two detectors, two tables
+    for row in rows:
+        values = [float(v.rstrip("*")) for v in row[-3:]]
+        assert all(0 <= v <= 100 for v in values)
+        assert np.isclose(values[2], (values[0] + values[1]) / 2, atol=0.051)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def not_a_state(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bad") / "bad.pt"
+    path.write_text("not a state")
+    return path
+
+
+ERRORS = {
+    "unknown backbone": (["fit", "--backbone", "nope", "--out", "{tmp}/x.pt"], "unknown backbone"),
+    "missing checkpoint": (
+        ["fit", "--backbone", "resnet18:{tmp}/none.pt", "--out", "{tmp}/x.pt"],
+        "does not exist",
+    ),
+    "checkpoint of another architecture": (
+        ["fit", "--backbone", "convnext_atto:{resnet18}", "--out", "{tmp}/x.pt"],
+        "cannot load",
+    ),
+    "missing state": (["score", "--state", "{tmp}/none.pt", "{images}"], "does not exist"),
+    "not a state": (["score", "--state", "{bad}", "{images}"], "is not a state"),
+    "state of another backbone": (
+        ["score", "--state", "{state}", "--backbone", "densenet_bc100", "{images}"],
+        "fitted for backbone 'resnet18'",
+    ),
+    "state of another checkpoint": (
+        ["score", "--state", "{state}", "--backbone", "densenet_bc100:{densenet}", "{images}"],
+        "final layer",
+    ),
+    "missing images": (["score", "--state", "{state}", "{tmp}/none"], "no such file"),
+    "empty folder": (["score", "--state", "{state}", "{tmp}"], "no images"),
+    "missing data folder (fit)": (
+        ["fit", "--data", "/nonexistent", "--out", "{tmp}/x.pt"],
+        "data folder '/nonexistent' does not exist",
+    ),
+    "missing data folder (benchmark)": (
+        ["benchmark", "--data", "/nonexistent"],
+        "data folder '/nonexistent' does not exist",
+    ),
+    "missing training folder": (
+        ["fit", "--train-folder", "{tmp}/none", "--out", "{tmp}/x.pt"],
+        "does not exist",
+    ),
+    "training folder lacking classes": (
+        ["fit", "--backbone", BACKBONE, "--train-folder", "{images}", "--out", "{tmp}/x.pt"],
+        "class",
+    ),
+    "percent instead of fraction": (
+        ["fit", "--p-a", "90", "--out", "{tmp}/x.pt"],
+        "use 0.9 instead of 90",
+    ),
+    "output folder missing": (["fit", "--out", "{tmp}/none/x.pt"], "folder does not exist"),
+    "unknown detector": (["benchmark", "--detectors", "Nope"], "unknown detectors"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_one_line(capsys, tmp_path, state, images, not_a_state, case):
+    models = data.default_models_dir()
+    values = {
+        "tmp": tmp_path,
+        "state": state,
+        "images": images,
+        "bad": not_a_state,
+        "resnet18": models / zoo.MODELS["resnet18"][0],
+        "densenet": models / zoo.MODELS["densenet_bc100"][0],
+    }
+    args, expected = ERRORS[case]
+    code, out, err = run(capsys, *[a.format(**values) for a in args], "--no-progress")
+    assert code == 1
+    assert err.startswith("line-ood: error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--clip", "1", "--clip-quantile", "0.9", "--out", "x.pt"],
+        ["fit", "--fit-samples", "0", "--out", "x.pt"],
+        ["fit", "--device", "nope", "--out", "x.pt"],
+        ["benchmark", "--ood", "svhn"],
+        ["score", "--state", "x.pt"],
+    ],
+)
+def test_usage_errors_exit_2(capsys, args):
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+def test_split_without_backbones_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "line_plugin.backbones", None)
+    densenet = zoo.load_model("densenet_bc100").model
+    encoder, weight, bias = cli.split_backbone(densenet, 32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x) @ weight.T + bias, densenet(x))
+    with pytest.raises(ValueError, match="cannot split"):
+        cli.split_backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), 2)
