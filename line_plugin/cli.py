@@ -411,11 +411,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         arch, _, path = model.name.partition(":")
         model.name = f"{arch}-{Path(path).stem}"
     result = run_quality_benchmark(model, data_dir, args)
-    print_benchmark(result.records, result.meta, sys.stdout)
-    if result.ablation:
-        print("\nLINe ablation (clip 1.0, p_a 0.9, p_w 0.9 on or off):", file=sys.stdout)
-        print_metric_table(result.ablation, "AUROC", sys.stdout)
-        print_metric_table(result.ablation, "FPR95", sys.stdout)
+    print_benchmark(result, sys.stdout)
     if args.report:
         from .evaluation import write_report
 
@@ -501,39 +497,52 @@ def print_metric_table(records: List[Dict], metric: str, out: TextIO) -> None:
     """
     detectors = list(dict.fromkeys(r["detector"] for r in records))
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    cell = {(r["detector"], r["dataset"]): 100 * r[metric] for r in records}
+    raw = {(r["detector"], r["dataset"]): 100 * r[metric] for r in records}
     for det in detectors:
-        values = [cell[(det, ds)] for ds in datasets if (det, ds) in cell]
-        cell[(det, "mean")] = sum(values) / len(values)
+        values = [raw[(det, ds)] for ds in datasets if (det, ds) in raw]
+        raw[(det, "mean")] = sum(values) / len(values)
+    cell = {key: round(value, 1) for key, value in raw.items()}
     columns = datasets + ["mean"]
     pick = max if metric == "AUROC" else min
     best = {c: pick(cell[(d, c)] for d in detectors if (d, c) in cell) for c in columns}
     width = max(len(d) for d in detectors + ["detector"])
+    widths = [max(len(c), 6) for c in columns]
     print(f"\n{_METRIC_TITLES.get(metric, metric)}", file=out)
-    print(f"{'detector':<{width}}" + "".join(f"  {c:>9}" for c in columns), file=out)
+    header = f"{'detector':<{width}}" + "".join(f"  {c:>{w}} " for c, w in zip(columns, widths))
+    print(header.rstrip(), file=out)
     for det in detectors:
         line = f"{det:<{width}}"
-        for c in columns:
+        for c, w in zip(columns, widths):
             value = cell.get((det, c))
             text = "" if value is None else f"{value:.1f}" + ("*" if value == best[c] else " ")
-            line += f"  {text:>9}"
+            line += f"  {text:>{w + 1}}"
         print(line.rstrip(), file=out)
 
 
-def print_benchmark(records: List[Dict], meta: Dict, out: TextIO) -> None:
-    """Print a header line and the AUROC and FPR95 tables of a benchmark run."""
-    n = meta.get("n", {})
+def print_benchmark(result, out: TextIO) -> None:
+    """
+    Print a header line, the AUROC and FPR95 tables, those of the ablation if it ran, and the
+    time taken.
+
+    :param result: a :class:`line_plugin.evaluation.BenchmarkResult`
+    :param out: stream to print to
+    """
+    meta = result.meta
     accuracy = meta.get("test_accuracy")
     head = f"{meta.get('backbone', '?')} on JPEG CIFAR-10"
     if accuracy is not None:
         head += f" (test accuracy {100 * accuracy:.1f} %)"
-    counts = ", ".join(f"{k} {v}" for k, v in n.items() if not k.startswith("val"))
+    counts = ", ".join(f"{k} {v}" for k, v in meta.get("n", {}).items() if not k.startswith("val"))
     print(head + (f"; images: {counts}" if counts else ""), file=out)
-    print_metric_table(records, "AUROC", out)
-    print_metric_table(records, "FPR95", out)
+    print_metric_table(result.records, "AUROC", out)
+    print_metric_table(result.records, "FPR95", out)
+    if result.ablation:
+        print("\nLINe ablation: clip 1.0, p_a 0.9, p_w 0.9 on or off", file=out)
+        print_metric_table(result.ablation, "AUROC", out)
+        print_metric_table(result.ablation, "FPR95", out)
     seconds = meta.get("timings_s", {}).get("total")
     if seconds is not None:
-        print(f"\n{seconds:.0f} s", file=out)
+        print(f"\n{seconds:.0f} s (features are cached: a second run is faster)", file=out)
 
 
 # -- arguments -----------------------------------------------------------------------------------

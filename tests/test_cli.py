@@ -186,10 +186,12 @@ def test_benchmark_prints_auroc_and_fpr95_tables(capsys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def not_a_state(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bad") / "bad.pt"
-    path.write_text("not a state")
-    return path
+def bad_files(tmp_path_factory) -> Path:
+    """a folder with ``bad.pt`` (no state) and ``broken.png`` (no image)"""
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "bad.pt").write_text("not a state")
+    (folder / "broken.png").write_bytes(b"not an image")
+    return folder
 
 
 ERRORS = {
@@ -203,7 +205,8 @@ ERRORS = {
         "cannot load",
     ),
     "missing state": (["score", "--state", "{tmp}/none.pt", "{images}"], "does not exist"),
-    "not a state": (["score", "--state", "{bad}", "{images}"], "is not a state"),
+    "not a state": (["score", "--state", "{bad}/bad.pt", "{images}"], "is not a state"),
+    "unreadable image": (["score", "--state", "{state}", "{bad}/broken.png"], "cannot read image"),
     "state of another backbone": (
         ["score", "--state", "{state}", "--backbone", "densenet_bc100", "{images}"],
         "fitted for backbone 'resnet18'",
@@ -240,13 +243,13 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
-def test_errors_are_one_line(capsys, tmp_path, state, images, not_a_state, case):
+def test_errors_are_one_line(capsys, tmp_path, state, images, bad_files, case):
     models = data.default_models_dir()
     values = {
         "tmp": tmp_path,
         "state": state,
         "images": images,
-        "bad": not_a_state,
+        "bad": bad_files,
         "resnet18": models / zoo.MODELS["resnet18"][0],
         "densenet": models / zoo.MODELS["densenet_bc100"][0],
     }
