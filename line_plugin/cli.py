@@ -192,13 +192,19 @@ def training_set(
     :return: the training set, with ``targets``
     :raises FileNotFoundError: if the folder is missing or holds no training set
     """
+    _check_training_source(data_dir, train_folder)
     if train_folder is not None:
-        if not Path(train_folder).is_dir():
-            raise FileNotFoundError(f"training folder {train_folder!r} does not exist")
         return data.open_cifar10(train_folder, "train", transform)
     root = data_root(data_dir)
     pack = root / "cifar10_jpeg"
     return data.open_cifar10(pack if pack.is_dir() else root, "train", transform)
+
+
+def _check_training_source(data_dir: Optional[str], train_folder: Optional[str]) -> None:
+    if train_folder is None:
+        data_root(data_dir)
+    elif not Path(train_folder).is_dir():
+        raise FileNotFoundError(f"training folder {train_folder!r} does not exist")
 
 
 def class_names(dataset: Dataset) -> Optional[List[str]]:
@@ -424,8 +430,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """``line-ood fit``: fit LINe on a training set and save its state."""
     _check_output(args.out)
     LINe(None, torch.zeros(1, 1), **_hyperparameters(args))  # bad values fail here, not later
-    if args.train_folder is None:
-        data_root(args.data)  # a missing --data fails before the model is loaded
+    _check_training_source(args.data, args.train_folder)  # fails before the model is loaded
     backbone = load_backbone(args.backbone, args.models, args.device)
     detector = make_detector(backbone, args.preset, **_hyperparameters(args)).to(args.device)
     dataset = training_set(args.data, args.train_folder, image_transform(backbone))
