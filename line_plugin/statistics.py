@@ -7,13 +7,14 @@ samples; under :mod:`torch.distributed`, the statistics of all processes are com
 
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 #: largest number of activations kept for the clipping quantile; below it the quantile is exact
 SAMPLE_CAPACITY = 2**21
+#: features widened to float64 at a time (rows of a batch): bounds the memory of an update
+CHUNK_VALUES = 2**21
 
 
 def check_features(x: Tensor, num_features: int, what: str = "features") -> None:
@@ -50,8 +51,9 @@ class ClassStatistics:
         self.num_features = num_features
         self.sums = torch.zeros(num_classes, num_features, dtype=torch.float64)
         self.counts = torch.zeros(num_classes, dtype=torch.int64)
-        # activations with global index i are kept where i % stride == 0
-        self._sample = []
+        # activations with global index i are kept where i % stride == 0, in one buffer made at
+        # the first update (no allocation per batch that outlives it: the heap does not fragment)
+        self._sample: Optional[Tensor] = None
         self._sample_size = 0
         self.stride = 1
         self._seen = 0
@@ -71,57 +73,83 @@ class ClassStatistics:
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise ValueError(f"labels must be integers, got {y.dtype}")
         known = y >= 0
-        x, y = x[known.to(x.device)], y[known].to(torch.int64)
+        if not bool(known.all()):
+            x, y = x[known.to(x.device)], y[known]
+        y = y.to("cpu", torch.int64)
         check_features(x, self.num_features)
         if y.numel() and int(y.max()) >= self.num_classes:
             raise ValueError(
                 f"label {int(y.max())} is out of range: the final layer has "
                 f"{self.num_classes} classes (labels 0 to {self.num_classes - 1})"
             )
-        x = x.detach().to("cpu", torch.float64)
-        self.sums.index_add_(0, y.cpu(), x)
-        self.counts += torch.bincount(y.cpu(), minlength=self.num_classes)
-        self._add_sample(x.flatten())
+        x = x.detach()
+        rows = max(1, CHUNK_VALUES // self.num_features)
+        for start in range(0, x.shape[0], rows):
+            # copied in its own dtype (half the bytes of float64 from a GPU), widened on the CPU
+            chunk = x[start : start + rows].cpu().to(torch.float64)
+            self.sums.index_add_(0, y[start : start + rows], chunk)
+            self._add_sample(chunk.flatten())
+        self.counts += torch.bincount(y, minlength=self.num_classes)
 
     def _add_sample(self, values: Tensor) -> None:
-        first = (-self._seen) % self.stride
-        self._seen += values.numel()
-        kept = values[first :: self.stride].to(torch.float32)
-        self._sample.append(kept)
-        self._sample_size += kept.numel()
-        while self._sample_size > SAMPLE_CAPACITY:
-            # keep every other kept value: those whose global index is a multiple of 2 * stride
-            merged = torch.cat(self._sample)[::2]
-            self._sample, self._sample_size, self.stride = (
-                [merged],
-                merged.numel(),
-                2 * self.stride,
-            )
+        # the stride doubles until at most SAMPLE_CAPACITY of the indices seen are its multiples
+        seen = self._seen + values.numel()
+        stride = self.stride
+        while -(-seen // stride) > SAMPLE_CAPACITY:
+            stride *= 2
+        if self._sample is None:
+            self._sample = torch.empty(min(SAMPLE_CAPACITY, -(-seen // stride)))
+        if stride != self.stride:
+            # the kept value k has index k * self.stride: keep those at multiples of stride
+            thinned = self.sample()[:: stride // self.stride].clone()
+            self._sample_size = thinned.numel()
+            self._sample[: self._sample_size] = thinned
+        kept = values[(-self._seen) % stride :: stride]
+        end = self._sample_size + kept.numel()
+        if end > self._sample.numel():  # grown by doubling, up to the capacity
+            grown = torch.empty(min(SAMPLE_CAPACITY, max(end, 2 * self._sample.numel())))
+            grown[: self._sample_size] = self._sample[: self._sample_size]
+            self._sample = grown
+        self._sample[self._sample_size : end] = kept  # rounded to float32
+        self._sample_size, self._seen, self.stride = end, seen, stride
 
     def sample(self) -> Tensor:
         """
         :return: the kept activations, all of them where fewer than :data:`SAMPLE_CAPACITY` were
             seen, otherwise every ``stride``-th one
         """
-        return torch.cat(self._sample) if self._sample else torch.zeros(0)
+        if self._sample is None:
+            return torch.zeros(0)
+        return self._sample[: self._sample_size].clone()
 
     def all_reduce(self) -> None:
         """
         Combine the statistics of all processes of the default :mod:`torch.distributed` group
-        (a no-op without one): sums and counts are summed, activation samples concatenated.
+        (a no-op without one); call it once, after the last :meth:`update`. Sums and counts are
+        summed (shards may be uneven, and may lack classes). The activation samples are brought
+        to the largest stride of all processes first, so that every process's activations are
+        kept at the same rate, then concatenated and thinned to :data:`SAMPLE_CAPACITY`.
         """
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return
+        world = dist.get_world_size()
         device = "cuda" if dist.get_backend() == "nccl" else "cpu"
         sums, counts = self.sums.to(device), self.counts.to(device)
         dist.all_reduce(sums)
         dist.all_reduce(counts)
         self.sums, self.counts = sums.cpu(), counts.cpu()
-        samples = [None] * dist.get_world_size()
-        dist.all_gather_object(samples, self.sample().numpy())
-        merged = torch.from_numpy(np.concatenate(samples))
-        self._sample, self._sample_size = [merged], merged.numel()
-        self.stride = max(self.stride, 1)
+        strides = [None] * world
+        dist.all_gather_object(strides, self.stride)
+        stride = max(strides)
+        # strides are powers of two: the kept value k has index k * self.stride
+        own = self.sample()[:: stride // self.stride].contiguous()
+        samples = [None] * world
+        dist.all_gather_object(samples, own.numpy())
+        parts = [torch.from_numpy(part) for part in samples]
+        while sum(part.numel() for part in parts) > SAMPLE_CAPACITY:
+            parts, stride = [part[::2] for part in parts], 2 * stride
+        merged = torch.cat(parts)
+        self._sample, self._sample_size, self.stride = merged, merged.numel(), stride
 
     def class_means(self) -> Tensor:
         """
@@ -137,7 +165,12 @@ class ClassStatistics:
                 f"no training sample for class(es) {shown}: LINe needs the mean features of "
                 f"every one of the {self.num_classes} classes"
             )
-        return self.sums / self.counts[:, None]
+        means = self.sums / self.counts[:, None]
+        if not torch.isfinite(means).all():
+            raise ValueError(
+                "the class sums of the features overflow float64: scale the features down"
+            )
+        return means
 
     @staticmethod
     def sample_quantile(sample: Tensor, q: float) -> Optional[float]:
@@ -146,4 +179,4 @@ class ClassStatistics:
         """
         from .masks import quantile
 
-        return float(quantile(sample.double().numpy(), q))
+        return float(quantile(sample.detach().cpu().double().numpy(), q))
