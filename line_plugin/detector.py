@@ -9,7 +9,7 @@
 
 import logging
 import os
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -328,9 +328,12 @@ class LINe(FeaturesDetector):
         stats = ClassStatistics(self.num_classes, self.num_features)
         for x, y in tqdm(data_loader, desc="LINe fit", disable=not progress, leave=False):
             y = torch.as_tensor(y)
-            if not (y >= 0).any():
+            known = y >= 0
+            if not known.any():
                 continue
-            stats.update(self.encoder(x[(y >= 0).to(x.device)].to(device)), y[y >= 0])
+            if not known.all():  # the others are not encoded; no copy of a batch without them
+                x, y = x[known.to(x.device)], y[known]
+            stats.update(self.encoder(x.to(device)), y)
         return self._finish_fit(stats)
 
     @torch.no_grad()
@@ -350,6 +353,13 @@ class LINe(FeaturesDetector):
     def _finish_fit(self, stats: ClassStatistics) -> Self:
         stats.all_reduce()
         means = stats.class_means()
+        # every contribution W * A and weight-mask product |C| W is at most this, in float64
+        w_max = float(self.weight.abs().max())
+        if not np.isfinite(float(means.abs().max()) * w_max * max(1.0, w_max)):
+            raise ValueError(
+                "the class means times the final-layer weights overflow float64: scale the "
+                "features down"
+            )
         self._reset_fit()
         self.class_means = means.to(self.weight.device)
         self.class_counts = stats.counts.to(self.weight.device)
@@ -410,41 +420,84 @@ class LINe(FeaturesDetector):
     def predict_features(self, x: Tensor) -> Tensor:
         """
         :param x: penultimate features, shape :math:`B \\times D`; float16 and bfloat16 are
-            computed in float32, float64 in float64
-        :return: outlier scores (negative energy of the pruned logits), shape :math:`B`
+            computed in float32, float64 in float64. Rows whose logits overflow the compute dtype
+            (huge features) are recomputed in float64, scaled by a power of two, so that every
+            finite input gets a finite score: a score beyond the range of the output dtype
+            saturates at its largest finite value.
+        :return: outlier scores (negative energy of the pruned logits), shape :math:`B`; float64
+            for float64 features, float32 otherwise
         :raises RequiresFittingException: before fitting
         :raises ValueError: on features of the wrong width or with NaN/Inf values
         """
         if self.class_means is None:
             raise RequiresFittingException("LINe has to be fitted: call fit() or fit_features()")
         check_features(x, self.num_features)
-        return -torch.logsumexp(self.pruned_logits(x), dim=1)
+        logits, z = self._logits(x, self._compute_dtype(x))
+        scores = -torch.logsumexp(z, dim=1)
+        overflow = ~(torch.isfinite(logits).all(dim=1) & torch.isfinite(z).all(dim=1))
+        if overflow.any():
+            limit = torch.finfo(scores.dtype).max
+            wide = self._scaled_scores(x[overflow]).clamp(min=-limit, max=limit)
+            scores[overflow] = wide.to(scores.dtype)
+        return scores
 
     def pruned_logits(self, x: Tensor) -> Tensor:
         """
         The logits :math:`z = (W \\odot M_l)(h \\odot m_l) + b` of step 4.
 
         :param x: penultimate features, shape :math:`B \\times D`
-        :return: pruned logits, shape :math:`B \\times K`
+        :return: pruned logits, shape :math:`B \\times K`, in the compute dtype (see
+            :meth:`predict_features`); rows of huge features may hold infinite values there
         """
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return self._logits(x, self._compute_dtype(x))[1]
+
+    @staticmethod
+    def _compute_dtype(x: Tensor) -> torch.dtype:
+        return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+    def _logits(
+        self, x: Tensor, dtype: torch.dtype, scale: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """
+        The full logits (which pick the class) and the pruned logits of ``x`` in ``dtype``; with
+        ``scale`` (:math:`B \\times 1`), those of the clipped features divided by ``scale``.
+        """
         t = self._tensors(dtype)
         w, b = t["w"].to(x.device), t["b"].to(x.device)
         h = x.to(dtype)
         if self._clip is not None:
             h = h.clamp(max=self._clip)
+        if scale is not None:
+            h, b = h / scale, b / scale
         logits = torch.addmm(b, h, w.T)
         if self._p_w == 0:
             if self._p_a == 0:
-                return logits
+                return logits, logits
             keep = t["keep"].to(x.device)[logits.argmax(dim=1)]
-            return torch.addmm(b, h * keep, w.T)
-        return self._masked_logits(h, logits.argmax(dim=1), w, b, t["threshold"].to(x.device))
+            return logits, torch.addmm(b, h * keep, w.T)
+        pred = logits.argmax(dim=1)
+        return logits, self._masked_logits(h, pred, w, b, t["threshold"].to(x.device))
+
+    def _scaled_scores(self, x: Tensor) -> Tensor:
+        """
+        Float64 scores of features whose logits overflow: each row of clipped features is divided
+        by a power of two near its largest magnitude (exact), so no product or sum overflows;
+        the logits are scaled back only inside the log-sum-exp, where overflow means the score
+        itself is out of range (:math:`\\pm\\infty`, never NaN).
+        """
+        h = x.to(torch.float64)
+        if self._clip is not None:
+            h = h.clamp(max=self._clip)
+        largest = h.abs().amax(dim=1, keepdim=True)
+        # floor(log2) is within one of the exponent; any power of two in [1, 2**1023] is exact
+        scale = torch.exp2(torch.log2(largest).floor().clamp(min=0, max=1023))
+        _, z = self._logits(x, torch.float64, scale)
+        return -torch.logsumexp(z * scale, dim=1)
 
     @staticmethod
     def _masked_logits(h: Tensor, pred: Tensor, w: Tensor, b: Tensor, threshold: Tensor) -> Tensor:
         # samples grouped by predicted class; one K x D masked weight matrix at a time, built in
-        # place as (W > T_l) * W (exact: each weight is multiplied by 1 or 0)
+        # place as (W > T_l) * W (exact: each weight is multiplied by 1 or 0); b is K or B x K
         z = torch.empty(h.shape[0], w.shape[0], dtype=h.dtype, device=h.device)
         order = pred.argsort()
         classes, counts = torch.unique_consecutive(pred[order], return_counts=True)
@@ -454,7 +507,7 @@ class LINe(FeaturesDetector):
             rows = order[start : start + count]
             start += count
             torch.gt(w, threshold[label], out=masked).mul_(w)
-            z[rows] = torch.addmm(b, h[rows], masked.T)
+            z[rows] = torch.addmm(b if b.dim() == 1 else b[rows], h[rows], masked.T)
         return z
 
     # -- state -----------------------------------------------------------------------------------
