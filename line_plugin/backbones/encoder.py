@@ -1,0 +1,74 @@
+"""
+The encoder of a split model: the input(s) of its final linear layer(s), captured by hooks.
+
+.. autoclass:: line_plugin.backbones.ClassifierInputs
+    :members:
+"""
+
+from functools import partial
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class ClassifierInputs(nn.Module):
+    """
+    Penultimate features of a classifier: the inputs of some of its layers during one forward pass.
+
+    The wrapped model runs unchanged; forward pre-hooks, registered for the duration of the call
+    only, capture the input of each named layer. Each input is flattened per sample and the blocks
+    are concatenated in the order of ``layers``. The model must stay in evaluation mode: the split
+    that made this encoder was checked in that mode only.
+
+    :param model: the classifier, registered as a submodule (``to(device)`` moves it)
+    :param layers: names (as in ``model.named_modules()``) of the layers whose inputs form the
+        features; each must run exactly once per forward pass
+    :param route: how the layers were found, for messages and reports
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], route: str = "") -> None:
+        super().__init__()
+        self.model = model
+        self.layers = tuple(layers)
+        self.route = route
+
+    def forward(self, x: Tensor) -> Tensor:
+        """
+        :param x: a batch the model accepts, e.g. images :math:`B \\times C \\times H \\times W`
+        :return: features :math:`B \\times D`
+        :raises RuntimeError: if the model is in training mode, or a layer did not run exactly once
+        """
+        if self.model.training:
+            raise RuntimeError(
+                f"{type(self.model).__name__} is in training mode: its split is exact only in "
+                "evaluation mode; call model.eval()"
+            )
+        captured: Dict[str, List[Tensor]] = {name: [] for name in self.layers}
+        handles = [
+            self.model.get_submodule(name).register_forward_pre_hook(
+                partial(_capture, captured[name])
+            )
+            for name in self.layers
+        ]
+        try:
+            self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        blocks = []
+        for name in self.layers:
+            if len(captured[name]) != 1:
+                raise RuntimeError(
+                    f"layer {name!r} of {type(self.model).__name__} ran {len(captured[name])} "
+                    "times in one forward pass (expected once)"
+                )
+            blocks.append(captured[name][0].flatten(1))
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, route={self.route!r}"
+
+
+def _capture(store: List[Tensor], module: nn.Module, args: tuple) -> None:
+    store.append(args[0])

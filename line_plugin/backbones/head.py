@@ -1,0 +1,229 @@
+"""
+One exact linear head rebuilt from the layers that produce a classifier's logits.
+
+Candidates are the ``nn.Linear`` layers (and ``nn.Conv2d`` layers whose kernel covers their input)
+that give one value per class. Which of them make the logits, and with which fixed weights (1;
+1/2 and 1/2 for distilled models; softmax weights for per-stage heads), is measured rather than
+guessed: known noise is added to each candidate's output in one more forward pass, and the
+change of the logits is fitted, by least squares, as a mix of those outputs. The noise keeps the
+fit well posed even where a layer's own output is tiny, and layers the logits do not depend on
+(a squeeze-excitation convolution with as many channels as classes) get weight 0 and are dropped.
+Layers that share one input then add their weights; layers with different inputs have their
+inputs concatenated and their weights set side by side.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .probe import LayerCall
+
+SNAP_DENOMINATORS = (1, 2, 3, 4)
+SNAP_TOLERANCE = 1e-6
+DROP_TOLERANCE = 1e-6
+
+
+class NoExactHead(Exception):
+    """The logits are not an affine function of the candidate layers' inputs."""
+
+
+@dataclass
+class Candidates:
+    """
+    Layers that may make the logits, with their weights and biases (float64).
+
+    :param calls: the layers, as traced on the clean probe
+    :param affine: weight :math:`K \\times D_j` and bias :math:`K` by layer name
+    :param reasons: why other layers that give :math:`K` values were left out
+    """
+
+    calls: List[LayerCall]
+    affine: Dict[str, Tuple[Tensor, Tensor]]
+    reasons: List[str]
+
+
+@dataclass
+class LinearHead:
+    """
+    Logits as ``features @ weight.T + bias``, the features being the concatenated, flattened
+    inputs of ``layers``.
+
+    :param layers: one layer name per feature block, in the order the blocks are concatenated
+    :param weight: :math:`K \\times D`, float64
+    :param bias: :math:`K`, float64
+    :param description: the mix found, e.g. ``"0.5 head + 0.5 head_dist, inputs concatenated"``
+    """
+
+    layers: Tuple[str, ...]
+    weight: Tensor
+    bias: Tensor
+    description: str
+
+
+def candidates(calls: Sequence[LayerCall], num_classes: int, rtol: float) -> Candidates:
+    """
+    The traced layers that give ``num_classes`` values per sample as an affine map of their input.
+
+    :param calls: traced layers
+    :param num_classes: :math:`K`, the number of logits
+    :param rtol: the largest error allowed when a layer's map is checked on its traced input
+    :return: the candidates, and the reasons for leaving out near misses
+    """
+    found = Candidates([], {}, [])
+    for call in calls:
+        if call.output is None or call.output[0].numel() != num_classes:
+            if num_classes in call.output_shape[1:]:
+                shape = _shape(call.output_shape)
+                found.reasons.append(
+                    f"{call.name} gives {shape} values per sample, not one vector of logits"
+                )
+            continue
+        if call.calls != 1:
+            found.reasons.append(f"{call.name} runs {call.calls} times per forward pass")
+            continue
+        try:
+            found.affine[call.name] = layer_affine(call, rtol)
+        except NoExactHead as err:
+            found.reasons.append(str(err))
+            continue
+        found.calls.append(call)
+    return found
+
+
+def layer_affine(call: LayerCall, rtol: float) -> Tuple[Tensor, Tensor]:
+    """
+    The weight and bias, float64, of a layer as a map of its flattened input.
+
+    :param call: the traced layer: an ``nn.Linear``, or an ``nn.Conv2d`` whose kernel covers its
+        whole input (a 1x1 convolution on pooled features)
+    :param rtol: the largest error allowed when the map is checked on the traced input
+    :return: weight :math:`K \\times D` and bias :math:`K`
+    :raises NoExactHead: if the layer is of another kind, or does not compute that map
+    """
+    module, inp = call.module, call.input
+    if isinstance(module, nn.Linear):
+        weight = module.weight
+    elif isinstance(module, nn.Conv2d) and _conv_covers_input(module, inp):
+        weight = module.weight.flatten(1)
+    else:
+        raise NoExactHead(f"{call.name} ({type(module).__name__}) is not a linear layer")
+    weight = weight.detach().double()
+    bias = module.bias
+    bias = torch.zeros_like(weight[:, 0]) if bias is None else bias.detach().double()
+    x = inp.flatten(1).double()
+    if x.shape[1] != weight.shape[1]:
+        raise NoExactHead(f"{call.name} has {x.shape[1]} inputs per sample, not {weight.shape[1]}")
+    error = relative_error(x @ weight.T + bias, call.output.flatten(1).double())
+    if error > rtol:
+        raise NoExactHead(
+            f"{call.name} ({type(module).__name__}) does not compute input @ weight.T + bias "
+            f"(relative error {error:.2g})"
+        )
+    return weight, bias
+
+
+def fit_head(
+    found: Candidates, logits: Tensor, outputs: Dict[str, Tensor], rtol: float
+) -> LinearHead:
+    """
+    Fit the logits as a fixed mix of the candidates' outputs and rebuild one head from the mix.
+
+    :param found: the candidates
+    :param logits: the model's output, :math:`B \\times K`, with noise added to the candidates
+    :param outputs: the candidates' outputs (noise included) in the same pass, by name
+    :param rtol: the largest error allowed, relative to the largest logit
+    :return: the head
+    :raises NoExactHead: if no fixed mix of the candidates reproduces the logits
+    """
+    if not found.calls:
+        near = f" ({'; '.join(found.reasons)})" if found.reasons else ""
+        raise NoExactHead(f"no linear layer gives {logits.shape[1]} values per sample{near}")
+    columns = [outputs[call.name] for call in found.calls]
+    try:
+        coefs = _fit_mix(logits, columns, rtol)
+    except NoExactHead as err:
+        names = ", ".join(call.name for call in found.calls)
+        near = f"; {'; '.join(found.reasons)}" if found.reasons else ""
+        raise NoExactHead(f"the logits are no fixed mix of {names}: {err}{near}") from None
+    return _assemble(found, coefs)
+
+
+def _conv_covers_input(conv: nn.Conv2d, inp: Tensor) -> bool:
+    return (
+        inp.dim() == 4
+        and tuple(inp.shape[2:]) == tuple(conv.kernel_size)
+        and conv.groups == 1
+        and (conv.kernel_size == (1, 1) or conv.padding in ((0, 0), "valid"))
+        and conv.padding_mode == "zeros"
+    )
+
+
+def _fit_mix(logits: Tensor, columns: List[Tensor], rtol: float) -> List[float]:
+    target = logits.flatten().double()
+    outputs = torch.stack([column.flatten().double() for column in columns], dim=1)
+    if outputs.shape[0] < 2 * outputs.shape[1]:
+        raise NoExactHead("too few logits in the probe batch to fit: pass a larger probe")
+    coefs = torch.linalg.lstsq(outputs, target.unsqueeze(1)).solution.squeeze(1)
+    keep = coefs.abs() > DROP_TOLERANCE * coefs.abs().max()
+    if not keep.any():
+        raise NoExactHead("the logits depend on none of them")
+    coefs = torch.linalg.lstsq(outputs[:, keep], target.unsqueeze(1)).solution.squeeze(1)
+    coefs = torch.tensor([_snap(float(c)) for c in coefs], dtype=torch.float64)
+    error = relative_error(outputs[:, keep] @ coefs, target)
+    if error > rtol:
+        raise NoExactHead(f"relative error {error:.2g}")
+    kept = iter(coefs.tolist())
+    return [next(kept) if k else 0.0 for k in keep.tolist()]
+
+
+def _assemble(found: Candidates, coefs: List[float]) -> LinearHead:
+    groups: "OrderedDict[tuple, List[Tuple[float, LayerCall]]]" = OrderedDict()
+    for coef, call in zip(coefs, found.calls):
+        if coef != 0.0:
+            groups.setdefault(call.input_key, []).append((coef, call))
+    blocks, bias, parts = [], 0.0, []
+    for group in groups.values():
+        block = 0.0
+        for coef, call in group:
+            weight, layer_bias = found.affine[call.name]
+            block = block + coef * weight
+            bias = bias + coef * layer_bias
+        blocks.append(block)
+        terms = " + ".join(_term(coef, call.name) for coef, call in group)
+        parts.append(f"({terms}) on one shared input" if len(group) > 1 else terms)
+    description = " + ".join(parts)
+    if len(groups) > 1:
+        description += ", inputs concatenated"
+    layers = tuple(group[0][1].name for group in groups.values())
+    return LinearHead(layers, torch.cat(blocks, dim=1), bias, description)
+
+
+def _snap(value: float) -> float:
+    for denominator in SNAP_DENOMINATORS:
+        fraction = round(value * denominator) / denominator
+        if abs(value - fraction) <= SNAP_TOLERANCE:
+            return fraction
+    return value
+
+
+def _term(coef: float, name: str) -> str:
+    return name if coef == 1.0 else f"{coef:.4g} {name}"
+
+
+def _shape(shape: Tuple[int, ...]) -> str:
+    return " x ".join(str(s) for s in shape[1:])
+
+
+def relative_error(estimate: Tensor, target: Tensor) -> float:
+    """
+    The largest absolute error, relative to the largest absolute target value.
+
+    :param estimate: any shape
+    :param target: the same shape
+    :return: :math:`\\max |e - t| / \\max |t|`
+    """
+    scale = target.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
+    return float((estimate - target).abs().max() / scale)

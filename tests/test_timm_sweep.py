@@ -1,0 +1,94 @@
+"""
+The timm sweep: every timm model module, split with random weights and checked on a fresh batch.
+
+The cases and the check live in ``timm_zoo.py`` (shared with ``benchmarks/timm_coverage.py``).
+"""
+
+from typing import Dict, List
+
+import pytest
+import timm
+import torch
+from timm_zoo import FAMILIES, HEAD_VARIANTS, Result, sweep
+
+# Models with no exact linear head, and the words their refusal must give.
+EXPECTED_REFUSALS = {"volo_d1_224": ["VOLO", "aux_head"]}
+
+# Heads that are not one nn.Linear on the pre-logits: (route, number of features).
+EXPECTED_ROUTES = {
+    "deit_tiny_distilled_patch16_224": ("0.5 head + 0.5 head_dist, inputs concatenated", 384),
+    "pit_ti_distilled_224": ("0.5 head + 0.5 head_dist, inputs concatenated", 512),
+    "efficientformer_l1": ("(0.5 head + 0.5 head_dist) on one shared input", 448),
+    "swiftformer_xs": ("(0.5 head + 0.5 head_dist) on one shared input", 220),
+    "crossvit_tiny_240": ("0.5 head.0 + 0.5 head.1, inputs concatenated", 96 + 192),
+    "levit_128s": ("0.5 head.linear + 0.5 head_dist.linear, inputs concatenated", 768),
+    "repvit_m1": ("0.5 head.head.l + 0.5 head.head_dist.l, inputs concatenated", 768),
+    "efficientvit_m0": ("head.linear", 192),
+    "shvit_s1": ("head.l", 320),
+    "caformer_s18": ("head.fc.fc2", 2048),
+    "convformer_s18": ("head.fc.fc2", 2048),
+    "sequencer2d_s": ("head.fc", 384),
+    "dla46x_c": ("fc", 256),
+    "dpn48b": ("classifier", 832),
+    "resnetv2_18": ("head.fc", 512),
+    "vgg11": ("head.fc", 4096),
+    "mobilenetv3_small_050": ("classifier", 1024),
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> Dict[str, Result]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small inputs: one thread is fastest, and immune to busy machines
+    try:
+        return {r.case.model: r for r in sweep(FAMILIES + HEAD_VARIANTS)}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def family_results(results: Dict[str, Result]) -> List[Result]:
+    return [results[case.model] for case in FAMILIES if case.model is not None]
+
+
+def test_one_case_per_timm_module():
+    families = [case.family for case in FAMILIES]
+    assert len(families) == len(set(families))
+    assert set(families) == set(timm.list_modules())
+    for case in FAMILIES + HEAD_VARIANTS:
+        if case.model is not None:
+            assert case.model in timm.list_models(module=case.family), case
+
+
+def test_no_model_is_split_wrongly(results):
+    wrong = {n: r.detail for n, r in results.items() if r.outcome not in {"exact", "refused"}}
+    assert not wrong
+
+
+def test_refusals_are_the_expected_ones_and_say_why(results):
+    refused = {name: r.detail for name, r in results.items() if r.outcome == "refused"}
+    assert set(refused) == set(EXPECTED_REFUSALS)
+    for name, words in EXPECTED_REFUSALS.items():
+        for word in words:
+            assert word in refused[name]
+
+
+def test_at_least_95_percent_of_families_exact(results):
+    attempted = [r for r in family_results(results) if r.outcome != "skipped"]
+    exact = [r for r in attempted if r.outcome == "exact"]
+    assert len(attempted) >= 0.95 * len(FAMILIES)
+    assert len(exact) >= 0.95 * len(attempted)
+
+
+def test_single_head_features_have_head_hidden_size(results):
+    for r in results.values():
+        if r.outcome == "exact" and "inputs concatenated" not in r.route:
+            assert r.features == r.head_hidden_size or r.case.model in EXPECTED_ROUTES, r
+
+
+@pytest.mark.parametrize("model", sorted(EXPECTED_ROUTES))
+def test_head_routes(results, model):
+    route, features = EXPECTED_ROUTES[model]
+    result = results[model]
+    assert result.outcome == "exact", result
+    assert result.route == f"pretrained_cfg['classifier']: {route}"
+    assert result.features == features
