@@ -1,0 +1,175 @@
+"""
+Fitting under :mod:`torch.distributed`: two CPU processes on the gloo backend, each fitting on
+its own shard, give the detector of a single-process fit. The shards are uneven, one process
+sees no sample of class 0, and in another run one process sees no sample at all.
+"""
+
+import os
+import socket
+from unittest import mock
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from line_plugin import LINe
+from line_plugin import statistics as line_statistics
+from line_plugin.statistics import ClassStatistics
+
+WORLD = 2
+NUM_CLASSES, NUM_FEATURES, N = 5, 11, 301
+SETTING = {"p_a": 0.5, "p_w": 0.7, "clip": None, "clip_quantile": 0.9}
+SAMPLE_CAPACITY = 100  # small, so that the processes keep their activations at different strides
+
+
+def dataset():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=g)
+    b = torch.randn(NUM_CLASSES, generator=g)
+    y = (torch.arange(N) % NUM_CLASSES)[torch.randperm(N, generator=g)]
+    centers = torch.rand(NUM_CLASSES, NUM_FEATURES, generator=g) * 2
+    x = torch.relu(centers[y] + torch.randn(N, NUM_FEATURES, generator=g))
+    test = torch.relu(torch.randn(50, NUM_FEATURES, generator=g) + 0.5) * 1.5
+    return x, y, w, b, test
+
+
+def shards(scenario: str, y: torch.Tensor):
+    """indices of each process's shard"""
+    everything = torch.arange(N)
+    if scenario == "empty":  # the second process has no sample at all
+        return [everything, everything[:0]]
+    # uneven: the first process gets every sample of class 0 and a quarter of the others, the
+    # second the rest (more than 1.5 times as many, none of class 0)
+    first = (y == 0) | (everything % 4 == 0)
+    return [everything[first], everything[~first]]
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        x, y, w, b, test = dataset()
+        results = {}
+        for scenario in ("uneven", "empty"):
+            shard = Subset(TensorDataset(x, y), shards(scenario, y)[rank].tolist())
+            loader = DataLoader(shard, batch_size=16 if rank == 0 else 7)
+            det = LINe(nn.Identity(), w, b, **SETTING).fit(loader, progress=False)
+            results[scenario] = {
+                "state": det.state_dict(),
+                "scores32": det.predict_features(test),
+                "scores64": det.predict_features(test.double()),
+            }
+        with mock.patch.object(line_statistics, "SAMPLE_CAPACITY", SAMPLE_CAPACITY):
+            stats = ClassStatistics(NUM_CLASSES, NUM_FEATURES)
+            for batch in shards("uneven", y)[rank].split(13):
+                stats.update(x[batch], y[batch])
+            own_stride = stats.stride
+            stats.all_reduce()
+        results["sample"] = {
+            "own_stride": own_stride,
+            "stride": stats.stride,
+            "sample": stats.sample(),
+            "sums": stats.sums,
+            "counts": stats.counts,
+        }
+        torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("distributed")
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    return [torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def single():
+    x, y, w, b, test = dataset()
+    det = LINe(None, w, b, **SETTING).fit_features(x, y)
+    return {
+        "state": det.state_dict(),
+        "scores32": det.predict_features(test),
+        "scores64": det.predict_features(test.double()),
+    }
+
+
+def assert_same(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_the_shards_are_uneven_and_lack_classes():
+    _, y, *_ = dataset()
+    first, second = shards("uneven", y)
+    assert len(first) + len(second) == N and len(second) > 1.5 * len(first)
+    assert (y[second] != 0).all() and (y[first] == 0).any()
+
+
+def test_all_processes_get_the_same_detector_bitwise(ranks):
+    for scenario in ("uneven", "empty"):
+        assert_same(ranks[0][scenario], ranks[1][scenario], scenario)
+
+
+def test_uneven_shards_give_the_single_process_detector(ranks, single):
+    got, expected = ranks[0]["uneven"], single
+    state, reference = got["state"], expected["state"]
+    # class means to float64 rounding: the sums of n values in another order differ by at most
+    # 2 gamma_n times the sum of their magnitudes (here all features are >= 0)
+    counts = reference["class_counts"].double()[:, None]
+    n = counts.max()
+    bound = 2 * n * 2**-53 / (1 - n * 2**-53) * reference["class_means"]
+    error = (state["class_means"] - reference["class_means"]).abs()
+    assert (error <= bound).all()
+    for name in ("class_counts", "activation_keep", "weight_threshold", "weight", "bias"):
+        assert torch.equal(state[name], reference[name]), name
+    assert state["hyperparameters"] == reference["hyperparameters"]  # the fitted clip, exactly
+    sample, reference_sample = state["activation_sample"], reference["activation_sample"]
+    assert torch.equal(sample.sort().values, reference_sample.sort().values)
+    # scoring reads the masks, not the means: the very same scores
+    assert torch.equal(got["scores32"], expected["scores32"])
+    assert torch.equal(got["scores64"], expected["scores64"])
+
+
+def test_a_process_without_samples(ranks, single):
+    # adding the other process's zeros is exact: the single-process detector, bitwise
+    assert_same(ranks[0]["empty"], single, "empty")
+
+
+def test_activation_samples_are_kept_at_one_rate(ranks):
+    x, y, *_ = dataset()
+    own = [r["sample"]["own_stride"] for r in ranks]
+    assert own[0] < own[1]  # the larger shard had thinned its sample further
+    stride = ranks[0]["sample"]["stride"]
+    assert stride == ranks[1]["sample"]["stride"] >= max(own)
+    assert stride & (stride - 1) == 0  # a power of two
+    # each process contributes its activations whose (local) index is a multiple of the stride
+    parts = [x[shard].flatten()[::stride] for shard in shards("uneven", y)]
+    expected = torch.cat(parts)
+    assert expected.numel() <= SAMPLE_CAPACITY
+    if stride > max(own):  # the smallest common stride that fits
+        halved = [x[shard].flatten()[:: stride // 2] for shard in shards("uneven", y)]
+        assert sum(p.numel() for p in halved) > SAMPLE_CAPACITY
+    for r in ranks:
+        assert torch.equal(r["sample"]["sample"], expected)
+        assert torch.equal(r["sample"]["counts"], torch.bincount(y, minlength=NUM_CLASSES))
+        sums = torch.zeros(NUM_CLASSES, NUM_FEATURES, dtype=torch.float64)
+        sums.index_add_(0, y, x.double())
+        torch.testing.assert_close(r["sample"]["sums"], sums, rtol=1e-14, atol=0)
