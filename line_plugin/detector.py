@@ -496,19 +496,23 @@ class LINe(FeaturesDetector):
 
     @staticmethod
     def _masked_logits(h: Tensor, pred: Tensor, w: Tensor, b: Tensor, threshold: Tensor) -> Tensor:
-        # samples grouped by predicted class; one K x D masked weight matrix at a time, built in
-        # place as (W > T_l) * W (exact: each weight is multiplied by 1 or 0); b is K or B x K
-        z = torch.empty(h.shape[0], w.shape[0], dtype=h.dtype, device=h.device)
+        # samples sorted by predicted class; one K x D masked weight matrix per class, built in
+        # place as (W > T_l) * W (exact: each weight is multiplied by 1 or 0), and the logits of
+        # each class's rows written into a contiguous slice; b is K or B x K
         order = pred.argsort()
         classes, counts = torch.unique_consecutive(pred[order], return_counts=True)
+        h_sorted = h[order]
+        b_sorted = b if b.dim() == 1 else b[order]
+        z_sorted = torch.empty(h.shape[0], w.shape[0], dtype=h.dtype, device=h.device)
         masked = torch.empty_like(w)
         start = 0
         for label, count in zip(classes.tolist(), counts.tolist()):
-            rows = order[start : start + count]
-            start += count
+            end = start + count
             torch.gt(w, threshold[label], out=masked).mul_(w)
-            z[rows] = torch.addmm(b if b.dim() == 1 else b[rows], h[rows], masked.T)
-        return z
+            bias = b_sorted if b.dim() == 1 else b_sorted[start:end]
+            torch.addmm(bias, h_sorted[start:end], masked.T, out=z_sorted[start:end])
+            start = end
+        return torch.empty_like(z_sorted).index_copy_(0, order, z_sorted)
 
     # -- state -----------------------------------------------------------------------------------
 
