@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
 _HYPERPARAMETERS = ("p_a", "p_w", "clip", "clip_quantile")
+#: share of negative training activations above which fitting warns that features are signed
+_SIGNED_WARNING = 0.05
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -366,6 +368,13 @@ class LINe(FeaturesDetector):
         self.activation_sample = stats.sample().to(self.weight.device)
         if self._clip_quantile is not None:
             self._clip = self._fitted_clip(self._clip_quantile)
+        negative = float((self.activation_sample < 0).float().mean())
+        if negative > _SIGNED_WARNING and (self._p_a > 0 or self._p_w > 0):
+            log.warning(
+                f"{100 * negative:.0f} % of the training activations are negative: LINe's masks "
+                "assume post-ReLU features, and the paper's fractions can hurt on signed features "
+                "(ViT, ConvNeXt); tune p_a, p_w and clip on a validation split (see the README)"
+            )
         self._derive_masks()
         return self
 

@@ -230,3 +230,17 @@ class TestState(unittest.TestCase):
     def test_state_before_fit(self):
         with self.assertRaises(RequiresFittingException):
             LINe(None, self.w, self.b).state_dict()
+
+
+class TestSignedFeatures(unittest.TestCase):
+    def test_warns_on_signed_features_with_masks(self):
+        x, y, w, b = synthetic()
+        with self.assertLogs("line_plugin.detector", level="WARNING") as logs:
+            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x - x.mean(), y)
+        self.assertIn("% of the training activations are negative", logs.output[0])
+
+    def test_no_warning_for_post_relu_features_or_without_masks(self):
+        x, y, w, b = synthetic()
+        with self.assertNoLogs("line_plugin.detector", level="WARNING"):
+            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x, y)
+            LINe(None, w, b, p_a=0, p_w=0, clip=None).fit_features(x - x.mean(), y)
