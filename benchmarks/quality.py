@@ -49,6 +49,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--detectors", nargs="+", help="subset of the detectors")
     p.add_argument("--out", type=Path, default=RESULTS, help="output folder")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="device of the feature extraction")
+    p.add_argument("--batch-size", type=int, help="feature extraction batch (CPU default: 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -74,6 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             sizes,
             detectors=args.detectors,
             tuned=not args.no_tune,
+            batch_size=args.batch_size,
+            device=args.device,
             progress=not args.quiet,
         )
         files = write_report(result, args.out)

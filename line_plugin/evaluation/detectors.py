@@ -124,6 +124,15 @@ def make_detectors(w: Tensor, b: Tensor, line: bool = True) -> Dict[str, Detecto
 
 
 def space_for(detector: Detector, num_features: int, num_fit: int) -> Optional[Dict[str, list]]:
+    """
+    The detector's ``hyperparameter_space``, less the values its data cannot take (ViM: ``d``
+    below the feature width; KNN: ``k`` up to the number of fit samples).
+
+    :param detector: the detector
+    :param num_features: feature width :math:`D`
+    :param num_fit: number of fit samples
+    :return: the search space, or ``None`` if the detector has none
+    """
     space = dict(getattr(detector, "hyperparameter_space", None) or {})
     if "d" in space:  # ViM: the principal subspace must be smaller than the features
         space["d"] = [d for d in space["d"] if d < num_features] or [max(1, num_features // 2)]

@@ -57,16 +57,19 @@ def _dataset_token(dataset: Dataset) -> str:
 def compute_features(
     encoder: Callable[[Tensor], Tensor],
     dataset: Dataset,
-    batch_size: int = 250,
+    batch_size: int = 16,
     num_workers: int = 0,
+    device: str = "cpu",
     desc: str = "features",
     progress: bool = True,
 ) -> Tuple[Tensor, Tensor]:
     """
     :param encoder: images to :math:`B \\times D` features
     :param dataset: yields ``(image tensor, label)``
-    :param batch_size: batch size
+    :param batch_size: batch size (small batches run fastest on a CPU: DenseNet-BC-100 runs
+        about twice as fast at 16 as at 250)
     :param num_workers: data loader workers
+    :param device: device the encoder runs on (the caller moves the model there)
     :param desc: progress bar label
     :param progress: show a progress bar
     :return: float32 features :math:`N \\times D` and int64 labels :math:`N`, on the CPU
@@ -74,7 +77,7 @@ def compute_features(
     zs, ys = [], []
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        zs.append(encoder(x).float().flatten(1).cpu())
+        zs.append(encoder(x.to(device)).float().flatten(1).cpu())
         ys.append(torch.as_tensor(y, dtype=torch.long))
     return torch.cat(zs), torch.cat(ys)
 

@@ -187,8 +187,11 @@ def write_report(result: BenchmarkResult, out_dir: Union[str, Path]) -> List[Pat
     meta = result.meta
     text = [
         f"# {name}: OOD detection on JPEG CIFAR-10\n",
-        f"Cells: FPR95 (papers' convention, ID kept at 95 %) / AUROC, in percent. Test accuracy "
-        f"{100 * meta['test_accuracy']:.1f} %; images: {meta['n']}.\n",
+        "Cells: FPR95 (papers' convention: OOD accepted when 95 % of ID is kept; lower is better)"
+        " / AUROC (higher is better), in percent.\n",
+        f"Test accuracy {100 * meta['test_accuracy']:.1f} %. Images: "
+        + ", ".join(f"{k} {v}" for k, v in meta["n"].items())
+        + f". Validation split for tuning: {meta.get('validation', '')}.\n",
         markdown_table(result.records),
     ]
     if meta.get("tuned"):
