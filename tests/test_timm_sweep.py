@@ -53,9 +53,11 @@ def family_results(results: Dict[str, Result]) -> List[Result]:
 def test_one_case_per_timm_module():
     families = [case.family for case in FAMILIES]
     assert len(families) == len(set(families))
-    assert set(families) == set(timm.list_modules())
+    installed = set(timm.list_modules())
+    # a newer timm may add modules: at most 5 % of them may lack a case until one is added
+    assert len(installed - set(families)) <= 0.05 * len(installed), installed - set(families)
     for case in FAMILIES + HEAD_VARIANTS:
-        if case.model is not None:
+        if case.model is not None and case.family in installed:
             assert case.model in timm.list_models(module=case.family), case
 
 
@@ -66,17 +68,17 @@ def test_no_model_is_split_wrongly(results):
 
 def test_refusals_are_the_expected_ones_and_say_why(results):
     refused = {name: r.detail for name, r in results.items() if r.outcome == "refused"}
-    assert set(refused) == set(EXPECTED_REFUSALS)
-    for name, words in EXPECTED_REFUSALS.items():
-        for word in words:
+    expected = {n for n in EXPECTED_REFUSALS if results[n].outcome != "skipped"}
+    assert set(refused) == expected
+    for name in expected:
+        for word in EXPECTED_REFUSALS[name]:
             assert word in refused[name]
 
 
 def test_at_least_95_percent_of_families_exact(results):
-    attempted = [r for r in family_results(results) if r.outcome != "skipped"]
-    exact = [r for r in attempted if r.outcome == "exact"]
-    assert len(attempted) >= 0.95 * len(FAMILIES)
-    assert len(exact) >= 0.95 * len(attempted)
+    # over every model module of the installed timm: one not covered counts as not exact
+    exact = [r for r in family_results(results) if r.outcome == "exact"]
+    assert len(exact) >= 0.95 * len(timm.list_modules())
 
 
 def test_single_head_features_have_head_hidden_size(results):
@@ -89,6 +91,8 @@ def test_single_head_features_have_head_hidden_size(results):
 def test_head_routes(results, model):
     route, features = EXPECTED_ROUTES[model]
     result = results[model]
+    if result.outcome == "skipped":
+        pytest.skip(result.detail)
     assert result.outcome == "exact", result
     assert result.route == f"pretrained_cfg['classifier']: {route}"
     assert result.features == features

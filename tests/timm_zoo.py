@@ -194,6 +194,8 @@ def run_case(case: Case, seed: int = 0) -> Result:
     """Build, randomise, split and check one model."""
     if case.skip or case.model is None:
         return Result(case, "skipped", detail=case.skip)
+    if not timm.is_model(case.model):
+        return Result(case, "skipped", detail=f"not in timm {timm.__version__}")
     start = time.perf_counter()
     model = timm.create_model(case.model, pretrained=False, num_classes=NUM_CLASSES, **case.kwargs)
     randomise(model.eval(), seed=seed)
