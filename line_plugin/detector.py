@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from typing_extensions import Self
 
 from . import masks
-from .presets import PRESETS
+from .presets import preset_hyperparameters
 from .statistics import ClassStatistics, check_features
 
 log = logging.getLogger(__name__)
@@ -279,9 +279,7 @@ class LINe(FeaturesDetector):
 
         :raises ValueError: for an unknown preset
         """
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
-        return cls(encoder, w, b, **PRESETS[preset])
+        return cls(encoder, w, b, **preset_hyperparameters(preset))
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, preset: Optional[str] = None, **kwargs) -> "LINe":
@@ -297,11 +295,9 @@ class LINe(FeaturesDetector):
         """
         from .backbones import split_model
 
+        if preset is not None:  # checked before the model is split
+            kwargs = {**preset_hyperparameters(preset), **kwargs}
         encoder, weight, bias = split_model(model)
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
-            kwargs = {**PRESETS[preset], **kwargs}
         return cls(encoder, weight, bias, **kwargs)
 
     # -- fitting -------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ from typing import Tuple
 import numpy as np
 import torch
 
+#: heads with fewer weights compute all products, in one thread
+_SMALL_HEAD = 65536
+
 
 def _order_positions(n: int, q: float) -> Tuple[int, int, float]:
     """
@@ -99,18 +102,19 @@ def weight_thresholds(
     :return: thresholds :math:`T`, shape :math:`K \\times D`: :math:`W_{kj}` is kept for class
         :math:`l` if and only if :math:`W_{kj} > T_{lj}`
     """
-    num_classes, num_features = weight.shape
+    num_classes = weight.shape[0]
     if p_w == 0:
         return np.full(weight.shape, -np.inf)
+    small = weight.size < _SMALL_HEAD
     select = _ColumnSelection(weight, p_w)
-    one_class = select.dense if weight.size < 65536 else select
+    one_class = select.dense if small else select
     thresholds = np.empty(weight.shape)
 
     def run(label: int) -> None:
         thresholds[label] = one_class(np.abs(contrib[label]))
 
     workers = workers or max(1, min(torch.get_num_threads(), num_classes))
-    if workers == 1 or num_classes * num_features < 65536:
+    if workers == 1 or small:
         for label in range(num_classes):
             run(label)
     else:

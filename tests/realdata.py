@@ -6,12 +6,10 @@ Features of the shared trained models on the shared images, extracted once per t
 import functools
 from typing import Callable, Tuple
 
-import numpy as np
-import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from line_plugin import data, zoo
+from line_plugin.evaluation.features import compute_features
 
 
 @functools.lru_cache(maxsize=None)
@@ -19,13 +17,9 @@ def model(name: str) -> zoo.ZooModel:
     return zoo.load_model(name)
 
 
-@torch.no_grad()
-def extract(encoder: Callable[[Tensor], Tensor], dataset, batch_size: int = 250):
-    xs, ys = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        xs.append(encoder(x))
-        ys.append(torch.as_tensor(y))
-    return torch.cat(xs), torch.cat(ys)
+def extract(encoder: Callable[[Tensor], Tensor], dataset) -> Tuple[Tensor, Tensor]:
+    """outputs of ``encoder`` on ``dataset`` and its labels"""
+    return compute_features(encoder, dataset, batch_size=250, progress=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,9 +36,3 @@ def densenet_features(n_train: int = 3000, n_test: int = 1500, n_ood: int = 600)
         extract(net.features, dtd)[0],
         (net.fc.weight.detach(), net.fc.bias.detach()),
     )
-
-
-def fpr_at_95_id_kept(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
-    """the papers' FPR95: share of OOD accepted when 95 % of ID is kept (low score = ID)"""
-    threshold = np.percentile(id_scores, 95)
-    return float(np.mean(ood_scores <= threshold))
