@@ -1,5 +1,5 @@
 """
-Which timm models :func:`line_plugin.backbones.split_model` splits exactly (writes the table).
+Which timm models :func:`line_plugin.adapter.split_model` splits exactly (writes the table).
 
 Runs the sweep of ``tests/timm_zoo.py`` (one model of every timm model module, plus head
 variants; random weights, BatchNorm statistics and classifiers randomised) and tabulates, for

@@ -2,7 +2,7 @@
 LINe (Leveraging Important Neurons) as a :mod:`pytorch_ood` detector for any timm backbone.
 """
 
-from .backbones import Split, default_transform, split_model
+from .adapter import Split, default_transform, split_model
 from .detector import LINe
 from .presets import PRESETS
 

@@ -104,7 +104,7 @@ def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
 
 def split_backbone(model: nn.Module, input_size: int) -> Tuple[Callable, Tensor, Tensor]:
     """
-    The classifier as encoder and linear head, by :func:`line_plugin.backbones.split_model`
+    The classifier as encoder and linear head, by :func:`line_plugin.adapter.split_model`
     (checked on a fixed random batch at the model's input size). Without that module, models with
     ``features`` and an ``fc`` layer (the zoo's DenseNet-BC-100) are split by those.
 
@@ -114,7 +114,7 @@ def split_backbone(model: nn.Module, input_size: int) -> Tuple[Callable, Tensor,
     :raises ValueError: if the model cannot be split
     """
     try:
-        from .backbones import split_model
+        from .adapter import split_model
     except ImportError:
         return _split_by_attributes(model)
     device = next(model.parameters()).device
@@ -127,7 +127,7 @@ def _split_by_attributes(model: nn.Module) -> Tuple[Callable, Tensor, Tensor]:
     fc = getattr(model, "fc", None)
     if not callable(getattr(model, "features", None)) or not isinstance(fc, nn.Linear):
         raise ValueError(
-            f"cannot split {type(model).__name__}: line_plugin.backbones is not available"
+            f"cannot split {type(model).__name__}: line_plugin.adapter is not available"
         )
     bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
     return model.features, fc.weight.detach(), bias.detach()

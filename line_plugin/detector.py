@@ -293,7 +293,7 @@ class LINe(FeaturesDetector):
             override the preset's
         :raises ValueError: if the model's logits cannot be reproduced from a linear head
         """
-        from .backbones import split_model
+        from .adapter import split_model
 
         if preset is not None:  # checked before the model is split
             kwargs = {**preset_hyperparameters(preset), **kwargs}

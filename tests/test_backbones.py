@@ -1,4 +1,4 @@
-"""Tests for :mod:`line_plugin.backbones`: exact splits of small models, refusals, side effects."""
+"""Tests for :mod:`line_plugin.adapter`: exact splits of small models, refusals, side effects."""
 
 import unittest
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from timm_zoo import randomise
 from torch import nn
 
-from line_plugin.backbones import (
+from line_plugin.adapter import (
     ClassifierInputs,
     NoLinearHeadError,
     Split,

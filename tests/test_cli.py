@@ -278,7 +278,7 @@ def test_usage_errors_exit_2(capsys, args):
 
 
 def test_split_without_backbones_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "line_plugin.backbones", None)
+    monkeypatch.setitem(sys.modules, "line_plugin.adapter", None)
     densenet = zoo.load_model("densenet_bc100").model
     encoder, weight, bias = cli.split_backbone(densenet, 32)
     x = torch.randn(2, 3, 32, 32)

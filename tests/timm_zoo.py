@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from line_plugin.backbones import split_model
+from line_plugin.adapter import split_model
 
 NUM_CLASSES = 10
 RTOL = 1e-4

@@ -11,12 +11,12 @@ Routes, in order (the first that reproduces the logits wins):
 Every split is checked on a probe batch through its own encoder; a model whose logits no split
 reproduces is refused.
 
-.. autofunction:: line_plugin.backbones.split_model
+.. autofunction:: line_plugin.adapter.split_model
 
-.. autoclass:: line_plugin.backbones.Split
+.. autoclass:: line_plugin.adapter.Split
     :members: route
 
-.. autoclass:: line_plugin.backbones.NoLinearHeadError
+.. autoclass:: line_plugin.adapter.NoLinearHeadError
 """
 
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple

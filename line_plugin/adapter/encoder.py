@@ -1,7 +1,7 @@
 """
 The encoder of a split model: the input(s) of its final linear layer(s), captured by hooks.
 
-.. autoclass:: line_plugin.backbones.ClassifierInputs
+.. autoclass:: line_plugin.adapter.ClassifierInputs
     :members:
 """
 
