@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from line_plugin import cli, data, zoo
-from line_plugin.cli import main
+from line_plugin import data, zoo
+from line_plugin.cli import common, main
 
 BACKBONE = "resnet18"
 
@@ -280,9 +280,9 @@ def test_usage_errors_exit_2(capsys, args):
 def test_split_without_backbones_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "line_plugin.adapter", None)
     densenet = zoo.load_model("densenet_bc100").model
-    encoder, weight, bias = cli.split_backbone(densenet, 32)
+    encoder, weight, bias = common.split_backbone(densenet, 32)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(encoder(x) @ weight.T + bias, densenet(x))
     with pytest.raises(ValueError, match="cannot split"):
-        cli.split_backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), 2)
+        common.split_backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), 2)

@@ -1,0 +1,65 @@
+"""
+``line-ood``: the command line of :mod:`line_plugin`.
+
+Sub-commands, one module each:
+
+- ``line-ood benchmark`` (:mod:`.benchmark`): LINe against pytorch-ood's post-hoc detectors on
+  the local CIFAR-10 benchmark, printed as AUROC and FPR95 tables;
+- ``line-ood fit`` (:mod:`.fit`): fit LINe for a backbone on a training set and save the state
+  (with the backbone's name and the class names) to a file;
+- ``line-ood score`` (:mod:`.score`): score image files with a saved state, as CSV.
+
+:mod:`.common` holds what they share: options, argument types, loading a backbone. The commands
+parse arguments, load backbones and data through :mod:`line_plugin.zoo` and
+:mod:`line_plugin.data`, call the public API of :class:`line_plugin.LINe` and print. Errors from
+the package (:class:`ValueError`, :class:`FileNotFoundError`, :class:`KeyError`, ...) end in one
+line ``line-ood: error: ...`` on stderr and exit status 1; argparse errors exit with 2.
+"""
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from . import benchmark, fit, score
+from .common import PROG, USER_ERRORS, first_line
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """:return: the ``line-ood`` argument parser with its sub-commands"""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="LINe out-of-distribution detection (Ahn et al., CVPR 2023) for timm "
+        "backbones, with pytorch-ood.",
+        epilog="examples:\n  line-ood benchmark\n  line-ood fit --backbone resnet18 --out s.pt"
+        "\n  line-ood score --state s.pt images/\n\n'line-ood COMMAND --help' for more.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in (benchmark, fit, score):
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """
+    Run ``line-ood``.
+
+    :param argv: arguments (default: ``sys.argv[1:]``)
+    :return: exit status: 0, or 1 after an error (argparse exits with 2 on bad arguments)
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {first_line(e)}", file=sys.stderr)
+        return 1

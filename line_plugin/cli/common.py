@@ -1,0 +1,313 @@
+"""
+What the sub-commands share: the common options, argument types, one-line errors and loading a
+backbone by name.
+"""
+
+import argparse
+import pickle
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torchvision import transforms as T
+
+from .. import data, zoo
+
+PROG = "line-ood"
+DEFAULT_BACKBONE = "densenet_bc100"
+
+#: errors of the package reported as one line, without a traceback
+USER_ERRORS = (ValueError, KeyError, NotImplementedError, OSError, RuntimeError)
+
+
+# -- backbones -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Backbone:
+    """
+    A loaded classifier split into penultimate features and its linear head.
+
+    :param name: the name it was given by (a :data:`line_plugin.zoo.MODELS` key or
+        ``ARCH:CHECKPOINT``)
+    :param zoo: the loaded model with its input transform
+    :param encoder: images to penultimate features, :math:`B \\times D`
+    :param weight: head weight, :math:`K \\times D`
+    :param bias: head bias, :math:`K`
+    """
+
+    name: str
+    zoo: zoo.ZooModel
+    encoder: Callable[[Tensor], Tensor]
+    weight: Tensor
+    bias: Tensor
+
+    @property
+    def input_size(self) -> int:
+        """side length of the model's input images"""
+        return int(self.zoo.spec.get("input_size", 32))
+
+
+def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
+    """
+    :param name: a key of :data:`line_plugin.zoo.MODELS`, or ``ARCH:CHECKPOINT`` (a timm model
+        name or ``densenet_bc100``, and a checkpoint file)
+    :param models_dir: the shared models folder (default: found by
+        :func:`line_plugin.data.default_models_dir`)
+    :return: the model in eval mode with its transform
+    :raises ValueError: for an unknown name or a checkpoint that does not fit the architecture
+    :raises FileNotFoundError: if the checkpoint or the models folder is missing
+    """
+    if name in zoo.MODELS:
+        if models_dir is not None and not Path(models_dir).is_dir():
+            raise FileNotFoundError(f"models folder {models_dir!r} does not exist (--models)")
+        return zoo.load_model(name, models_dir)
+    arch, sep, path = name.partition(":")
+    if not sep or not arch or not path:
+        raise ValueError(
+            f"unknown backbone {name!r}; use one of {', '.join(zoo.MODELS)} "
+            "or ARCH:CHECKPOINT (e.g. resnet18:model.pt)"
+        )
+    try:
+        return zoo.load_checkpoint(arch, path, name=name)
+    except (ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        raise ValueError(f"cannot load {path!r} as a {arch} model: {first_line(e)}") from e
+
+
+def split_backbone(model: nn.Module, input_size: int) -> Tuple[Callable, Tensor, Tensor]:
+    """
+    The classifier as encoder and linear head, by :func:`line_plugin.adapter.split_model`
+    (checked on a fixed random batch at the model's input size). Without that module, models with
+    ``features`` and an ``fc`` layer (the zoo's DenseNet-BC-100) are split by those.
+
+    :param model: the classifier, on its device
+    :param input_size: side length of the probe images
+    :return: ``encoder, weight, bias``
+    :raises ValueError: if the model cannot be split
+    """
+    try:
+        from ..adapter import split_model
+    except ImportError:
+        return _split_by_attributes(model)
+    device = next(model.parameters()).device
+    probe = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    encoder, weight, bias = split_model(model, probe=probe.to(device))
+    return encoder, weight.detach(), bias.detach()
+
+
+def _split_by_attributes(model: nn.Module) -> Tuple[Callable, Tensor, Tensor]:
+    fc = getattr(model, "fc", None)
+    if not callable(getattr(model, "features", None)) or not isinstance(fc, nn.Linear):
+        raise ValueError(
+            f"cannot split {type(model).__name__}: line_plugin.adapter is not available"
+        )
+    bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
+    return model.features, fc.weight.detach(), bias.detach()
+
+
+def load_backbone(name: str, models_dir: Optional[str] = None, device: str = "cpu") -> Backbone:
+    """
+    Load a backbone (see :func:`load_zoo_model`) and split it (see :func:`split_backbone`).
+
+    :param name: backbone name
+    :param models_dir: the shared models folder
+    :param device: device to run the model on
+    :return: the split backbone
+    """
+    model = load_zoo_model(name, models_dir)
+    model.model.to(device)
+    encoder, weight, bias = split_backbone(model.model, int(model.spec.get("input_size", 32)))
+    return Backbone(name, model, encoder, weight, bias)
+
+
+class _ToSize:
+    """Resize (shorter side) and center-crop a PIL image to ``size`` unless it has that size."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.resize = T.Compose([T.Resize(size), T.CenterCrop(size)])
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        img = img.convert("RGB")
+        return img if img.size == (self.size, self.size) else self.resize(img)
+
+
+def image_transform(backbone: Backbone) -> Callable:
+    """:return: any PIL image to the backbone's normalised input tensor"""
+    return T.Compose([_ToSize(backbone.input_size), backbone.zoo.transform])
+
+
+def data_root(folder: Optional[str]) -> Path:
+    """
+    :param folder: ``--data``, or ``None`` for the shared data folder
+    :return: the existing data folder
+    :raises FileNotFoundError: if it is missing
+    """
+    if folder is None:
+        return data.default_data_dir()
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"data folder {folder!r} does not exist (--data)")
+    return Path(folder)
+
+
+# -- state files ---------------------------------------------------------------------------------
+
+#: marks a file written by ``line-ood fit``
+STATE_FORMAT = "line-ood state"
+STATE_VERSION = 1
+
+
+def save_state(
+    path: str, detector, backbone: str, classes: Optional[List[str]], source: str
+) -> None:
+    """
+    Save a fitted detector with the name of its backbone, its class names and its data source.
+
+    :param path: the output file
+    :param detector: the fitted detector
+    :param backbone: the backbone's name
+    :param classes: class names in label order, or ``None``
+    :param source: description of the training data
+    """
+    state = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "backbone": backbone,
+        "classes": classes,
+        "source": source,
+        "line": detector.state_dict(),
+    }
+    torch.save(state, path)
+
+
+def read_state(path: str) -> Dict:
+    """
+    :param path: a file written by :func:`save_state`
+    :return: its content
+    :raises FileNotFoundError: if the file is missing
+    :raises ValueError: if it is no ``line-ood fit`` state
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"state file {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle or zip errors: not a state file
+        raise ValueError(f"{path!r} is not a state saved by 'line-ood fit'") from e
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path!r} is not a state saved by 'line-ood fit'")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"{path!r}: unsupported state version {state.get('version')!r}")
+    return state
+
+
+# -- checks and messages -------------------------------------------------------------------------
+
+
+def plural(n: int, noun: str) -> str:
+    """:return: ``"1 image"``, ``"2 images"``"""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def first_line(error: BaseException) -> str:
+    """:return: the first line of an error's message (a :class:`KeyError` without quotes)"""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def check_output(path: Optional[str]) -> None:
+    """:raises FileNotFoundError: if the folder of an output file does not exist"""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path!r}: its folder does not exist")
+
+
+# -- argument types and options ------------------------------------------------------------------
+
+
+def count(text: str) -> Optional[int]:
+    """``all`` (``None``) or a positive integer"""
+    if text.lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """a torch device that is available"""
+    try:
+        parsed = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r}")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA device is available")
+    return text
+
+
+def common_options(backbone_default: Optional[str]) -> argparse.ArgumentParser:
+    """
+    :param backbone_default: the default of ``--backbone`` (``None``: the state's)
+    :return: a parent parser with ``--backbone``, ``--models``, ``--batch-size``, ``--workers``
+        and ``--no-progress``
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    shown = backbone_default or "the one the state was fitted for"
+    parent.add_argument(
+        "--backbone",
+        default=backbone_default,
+        metavar="NAME",
+        help=f"a shared model ({', '.join(zoo.MODELS)}) or ARCH:CHECKPOINT, a timm model name "
+        f"and a checkpoint file (default: {shown})",
+    )
+    parent.add_argument(
+        "--models",
+        metavar="DIR",
+        help="shared models folder (default: $LINE_OOD_MODELS or ../shared/models)",
+    )
+    parent.add_argument(
+        "--batch-size", type=int, default=250, metavar="N", help="images per batch (default: 250)"
+    )
+    parent.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="data loader processes (default: 0)"
+    )
+    parent.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    return parent
+
+
+def data_option(parser) -> None:
+    """add ``--data``"""
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data folder with cifar10_jpeg/ and ood32/ (default: $LINE_OOD_DATA or "
+        "../shared/data)",
+    )
+
+
+def device_option(parser) -> None:
+    """add ``--device``"""
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="torch device, e.g. cuda (default: cpu)"
+    )
+
+
+def add_command(sub, name: str, help: str, description: str, epilog: str, parents=()):
+    """:return: a sub-command parser with a wrapped description and verbatim examples"""
+    return sub.add_parser(
+        name,
+        parents=list(parents),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help=help,
+        description=textwrap.fill(description, 79),
+        epilog=epilog,
+    )

@@ -1,0 +1,165 @@
+"""
+``line-ood fit``: fit LINe for a backbone on a training set and save its state, with the
+backbone's name and the class names, for ``line-ood score``.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .. import LINe, PRESETS, data
+from . import common
+
+EXAMPLES = """examples:
+  line-ood fit --backbone densenet_bc100 --out line.pt
+  line-ood fit --backbone resnet18 --fit-samples 5000 --p-w 0.5 --out line_resnet18.pt
+  line-ood fit --backbone resnet18:model.pt --train-folder train/ --clip-quantile 0.9 --out s.pt
+
+--train-folder takes an image folder (one sub-folder of images per class), torchvision's
+CIFAR-10 folder (cifar-10-batches-py) or a JPEG pack folder."""
+
+#: default of ``--clip``: not given (``None`` means "no clipping")
+UNSET = object()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``line-ood fit``: fit LINe on a training set and save its state."""
+    common.check_output(args.out)
+    LINe(None, torch.zeros(1, 1), **hyperparameters(args))  # bad values fail here, not later
+    _check_training_source(args.data, args.train_folder)  # fails before the model is loaded
+    backbone = common.load_backbone(args.backbone, args.models, args.device)
+    detector = make_detector(backbone, args.preset, **hyperparameters(args)).to(args.device)
+    dataset = training_set(args.data, args.train_folder, common.image_transform(backbone))
+    source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
+    if args.fit_samples is not None:
+        dataset = data.subset(dataset, args.fit_samples, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    detector.fit(loader, progress=args.progress)
+    common.save_state(args.out, detector, backbone.name, class_names(dataset), source)
+    print(
+        f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
+        f"{backbone.name} on {common.plural(len(dataset), 'image')} of {source}; "
+        f"saved {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def make_detector(backbone: common.Backbone, preset: str, **hyperparameters) -> LINe:
+    """
+    :param backbone: the split backbone
+    :param preset: a key of :data:`line_plugin.PRESETS`
+    :param hyperparameters: ``p_a``, ``p_w``, ``clip``, ``clip_quantile``, overriding the
+        preset's
+    :return: the unfitted detector
+    :raises ValueError: for an unknown preset or bad values
+    """
+    detector = LINe.from_preset(preset, backbone.encoder, backbone.weight, backbone.bias)
+    return detector.set_hyperparameters(**hyperparameters)
+
+
+def training_set(
+    data_dir: Optional[str], train_folder: Optional[str], transform: Callable
+) -> Dataset:
+    """
+    :param data_dir: data folder holding ``cifar10_jpeg`` (``--data``)
+    :param train_folder: an image folder (one sub-folder per class), torchvision's CIFAR-10
+        folder or a JPEG pack folder (``--train-folder``); takes precedence over ``data_dir``
+    :param transform: applied to every image
+    :return: the training set, with ``targets``
+    :raises FileNotFoundError: if the folder is missing or holds no training set
+    """
+    _check_training_source(data_dir, train_folder)
+    if train_folder is not None:
+        return data.open_cifar10(train_folder, "train", transform)
+    root = common.data_root(data_dir)
+    pack = root / "cifar10_jpeg"
+    return data.open_cifar10(pack if pack.is_dir() else root, "train", transform)
+
+
+def _check_training_source(data_dir: Optional[str], train_folder: Optional[str]) -> None:
+    if train_folder is None:
+        common.data_root(data_dir)
+    elif not Path(train_folder).is_dir():
+        raise FileNotFoundError(f"training folder {train_folder!r} does not exist")
+
+
+def class_names(dataset: Dataset) -> Optional[List[str]]:
+    """:return: the dataset's ``classes`` (followed through subsets), or ``None``"""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    classes = getattr(dataset, "classes", None)
+    return [str(c) for c in classes] if classes is not None else None
+
+
+def hyperparameters(args: argparse.Namespace) -> Dict:
+    """:return: the LINe hyperparameters given on the command line, overriding the preset's"""
+    out = {k: getattr(args, k) for k in ("p_a", "p_w", "clip_quantile")}
+    out = {k: v for k, v in out.items() if v is not None}
+    if args.clip is not UNSET:
+        out["clip"] = args.clip
+    return out
+
+
+def _clip(text: str) -> Optional[float]:
+    """``none`` or a number"""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}")
+
+
+def add_parser(sub) -> None:
+    """add ``fit`` to the sub-command parsers ``sub``"""
+    p = common.add_command(
+        sub,
+        "fit",
+        help="fit LINe for a backbone on a training set and save its state",
+        description="Fit LINe for a backbone on a training set (the shared JPEG CIFAR-10 "
+        "training set by default) and save its state, with the backbone's name and the class "
+        "names, for 'line-ood score'.",
+        epilog=EXAMPLES,
+        parents=[common.common_options(common.DEFAULT_BACKBONE)],
+    )
+    source = p.add_mutually_exclusive_group()
+    common.data_option(source)
+    source.add_argument("--train-folder", metavar="DIR", help="train on this folder instead")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cifar10",
+        help="the paper's settings (default: cifar10: p_a 0.9, p_w 0.9, clip 1.0)",
+    )
+    p.add_argument("--p-a", type=float, metavar="F", help="fraction of neurons pruned per class")
+    p.add_argument("--p-w", type=float, metavar="F", help="fraction of weights pruned per class")
+    clip = p.add_mutually_exclusive_group()
+    clip.add_argument(
+        "--clip",
+        type=_clip,
+        default=UNSET,
+        metavar="C",
+        help="absolute clipping threshold of the features, or 'none'",
+    )
+    clip.add_argument(
+        "--clip-quantile",
+        type=float,
+        metavar="Q",
+        help="fit the clip as this quantile of the training activations (as ReAct)",
+    )
+    p.add_argument(
+        "--fit-samples",
+        type=common.count,
+        default=None,
+        metavar="N",
+        help="class-balanced subset of the training set (default: all)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset (default: 0)")
+    common.device_option(p)
+    p.add_argument("--out", required=True, metavar="STATE.pt", help="output state file")
+    p.set_defaults(func=run)
