@@ -1,8 +1,8 @@
 """
 The timm sweep: one model of every timm model module, plus head variants, split and checked.
 
-Shared by ``tests/test_timm_sweep.py`` and ``benchmarks/timm_coverage.py``. Each model is built
-with
+Used by ``tests/adapter/test_timm_sweep.py`` (``benchmarks/timm_coverage.py`` covers every head
+configuration of the installed timm, as new users create the models). Each model is built with
 random weights (``pretrained=False``, ``num_classes=10``) at a small input size, its BatchNorm
 statistics and every layer with 10 outputs are randomised (so that a wrong split cannot pass by
 accident: timm initialises some heads to zero or near zero), and :func:`split_model` either

@@ -14,12 +14,12 @@ inputs concatenated and their weights set side by side.
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from .probe import LayerCall
+from .trace import LayerCall
 
 SNAP_DENOMINATORS = (1, 2, 3, 4)
 SNAP_TOLERANCE = 1e-6
@@ -63,13 +63,19 @@ class LinearHead:
     description: str
 
 
-def candidates(calls: Sequence[LayerCall], num_classes: int, rtol: float) -> Candidates:
+def candidates(
+    calls: Sequence[LayerCall],
+    num_classes: int,
+    rtol: float,
+    params: Optional[Dict[str, Tensor]] = None,
+) -> Candidates:
     """
     The traced layers that give ``num_classes`` values per sample as an affine map of their input.
 
     :param calls: traced layers
     :param num_classes: :math:`K`, the number of logits
     :param rtol: the largest error allowed when a layer's map is checked on its traced input
+    :param params: parameters that replaced the model's own in the traced pass, by name
     :return: the candidates, and the reasons for leaving out near misses
     """
     found = Candidates([], {}, [])
@@ -85,7 +91,7 @@ def candidates(calls: Sequence[LayerCall], num_classes: int, rtol: float) -> Can
             found.reasons.append(f"{call.name} runs {call.calls} times per forward pass")
             continue
         try:
-            found.affine[call.name] = layer_affine(call, rtol)
+            found.affine[call.name] = layer_affine(call, rtol, params)
         except NoExactHead as err:
             found.reasons.append(str(err))
             continue
@@ -93,26 +99,26 @@ def candidates(calls: Sequence[LayerCall], num_classes: int, rtol: float) -> Can
     return found
 
 
-def layer_affine(call: LayerCall, rtol: float) -> Tuple[Tensor, Tensor]:
+def layer_affine(
+    call: LayerCall, rtol: float, params: Optional[Dict[str, Tensor]] = None
+) -> Tuple[Tensor, Tensor]:
     """
-    The weight and bias, float64, of a layer as a map of its flattened input.
+    The weight and bias, float64, of a layer as a map of its flattened input, checked.
 
     :param call: the traced layer: an ``nn.Linear``, or an ``nn.Conv2d`` whose kernel covers its
         whole input (a 1x1 convolution on pooled features)
     :param rtol: the largest error allowed when the map is checked on the traced input
+    :param params: parameters that replaced the model's own in the traced pass, by name
     :return: weight :math:`K \\times D` and bias :math:`K`
     :raises NoExactHead: if the layer is of another kind, or does not compute that map
     """
     module, inp = call.module, call.input
-    if isinstance(module, nn.Linear):
-        weight = module.weight
-    elif isinstance(module, nn.Conv2d) and _conv_covers_input(module, inp):
-        weight = module.weight.flatten(1)
-    else:
+    if not (
+        isinstance(module, nn.Linear)
+        or (isinstance(module, nn.Conv2d) and _conv_covers_input(module, inp))
+    ):
         raise NoExactHead(f"{call.name} ({type(module).__name__}) is not a linear layer")
-    weight = weight.detach().double()
-    bias = module.bias
-    bias = torch.zeros_like(weight[:, 0]) if bias is None else bias.detach().double()
+    weight, bias = module_affine(call.name, module, params)
     x = inp.flatten(1).double()
     if x.shape[1] != weight.shape[1]:
         raise NoExactHead(f"{call.name} has {x.shape[1]} inputs per sample, not {weight.shape[1]}")
@@ -125,17 +131,35 @@ def layer_affine(call: LayerCall, rtol: float) -> Tuple[Tensor, Tensor]:
     return weight, bias
 
 
-def fit_head(
-    found: Candidates, logits: Tensor, outputs: Dict[str, Tensor], rtol: float
-) -> LinearHead:
+def module_affine(
+    name: str, module: nn.Module, params: Optional[Dict[str, Tensor]] = None
+) -> Tuple[Tensor, Tensor]:
     """
-    Fit the logits as a fixed mix of the candidates' outputs and rebuild one head from the mix.
+    The weight, flattened per output, and bias (zeros if none) of a linear or convolution layer.
+
+    :param name: the layer's name in the model, to look its parameters up in ``params``
+    :param module: an ``nn.Linear`` or ``nn.Conv2d``
+    :param params: tensors that replace the layer's own, by parameter name in the model
+    :return: weight :math:`K \\times D` and bias :math:`K`, float64, detached
+    """
+    params, prefix = params or {}, f"{name}." if name else ""
+    weight = params.get(prefix + "weight", module.weight).detach().flatten(1).double()
+    bias = params.get(prefix + "bias", module.bias)
+    bias = torch.zeros_like(weight[:, 0]) if bias is None else bias.detach().double()
+    return weight, bias
+
+
+def fit_mix(
+    found: Candidates, logits: Tensor, outputs: Dict[str, Tensor], rtol: float
+) -> List[float]:
+    """
+    Fit the logits as a fixed mix of the candidates' outputs.
 
     :param found: the candidates
     :param logits: the model's output, :math:`B \\times K`, with noise added to the candidates
     :param outputs: the candidates' outputs (noise included) in the same pass, by name
     :param rtol: the largest error allowed, relative to the largest logit
-    :return: the head
+    :return: one weight per candidate, in the order of ``found.calls`` (0 for those left out)
     :raises NoExactHead: if no fixed mix of the candidates reproduces the logits
     """
     if not found.calls:
@@ -148,7 +172,7 @@ def fit_head(
         names = ", ".join(call.name for call in found.calls)
         near = f"; {'; '.join(found.reasons)}" if found.reasons else ""
         raise NoExactHead(f"the logits are no fixed mix of {names}: {err}{near}") from None
-    return _assemble(found, coefs)
+    return coefs
 
 
 def _conv_covers_input(conv: nn.Conv2d, inp: Tensor) -> bool:
@@ -179,7 +203,14 @@ def _fit_mix(logits: Tensor, columns: List[Tensor], rtol: float) -> List[float]:
     return [next(kept) if k else 0.0 for k in keep.tolist()]
 
 
-def _assemble(found: Candidates, coefs: List[float]) -> LinearHead:
+def assemble(found: Candidates, coefs: List[float]) -> LinearHead:
+    """
+    One head from a mix of candidates: shared inputs add their weights, others are concatenated.
+
+    :param found: the candidates, with the weights and biases to mix
+    :param coefs: one weight per candidate, as :func:`fit_mix` gives them
+    :return: the head
+    """
     groups: "OrderedDict[tuple, List[Tuple[float, LayerCall]]]" = OrderedDict()
     for coef, call in zip(coefs, found.calls):
         if coef != 0.0:

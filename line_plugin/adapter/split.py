@@ -4,12 +4,13 @@
 Routes, in order (the first that reproduces the logits wins):
 
 1. timm models: the layer(s) named by ``pretrained_cfg['classifier']`` (or the linear layers
-   inside a named wrapper), combined into one head by :func:`~.head.fit_head`;
+   inside a named wrapper), combined into one head by :func:`~.head.fit_mix`;
 2. any model: every ``nn.Linear`` and ``nn.Conv2d``, of which the fit keeps those whose outputs
    make the logits (for torchvision models, the last ``nn.Linear``).
 
 Every split is checked on a probe batch through its own encoder; a model whose logits no split
-reproduces is refused.
+reproduces is refused. A zero-initialised classifier is split and checked with random weights in
+its place (:mod:`.zero_heads`), never written into the model.
 
 .. autofunction:: line_plugin.adapter.split_model
 
@@ -25,8 +26,20 @@ import torch
 from torch import Tensor, nn
 
 from .encoder import ClassifierInputs
-from .head import LinearHead, NoExactHead, candidates, fit_head
-from .probe import LayerCall, default_probes, trace
+from .head import (
+    Candidates,
+    LinearHead,
+    NoExactHead,
+    assemble,
+    candidates,
+    fit_mix,
+    module_affine,
+    relative_error,
+)
+from .probes import default_probes
+from .timm_config import classifier_layers, is_encoder_only, timm_cfg
+from .trace import LayerCall, trace
+from .zero_heads import random_weights, zero_layers
 
 RTOL = {torch.float16: 1e-2, torch.bfloat16: 1e-2}
 DEFAULT_RTOL = 1e-4
@@ -73,49 +86,83 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
     runs; where several layers make the logits (distilled or multi-branch models), their inputs
     are concatenated and their weights combined. The split is checked on a probe batch.
 
+    A classifier whose weights are all zero (timm zero-initialises some heads) gives the same
+    logits for any features: its split is found and checked with random weights in its place,
+    passed to each pass as replacement parameters, and then applied to its own weights.
+
     The model is put in evaluation mode (distilled timm models return tuples in training mode) and
-    is otherwise left as it was: hooks are removed after each pass, and the probe comes from a
-    private random generator.
+    is otherwise left as it was: hooks are removed after each pass, no parameter is written, and
+    the probe comes from a private random generator.
 
     :param model: a timm or torchvision classifier, or any ``nn.Module`` whose logits come from
         linear layers
     :param probe: a batch the model accepts, used to find and check the split; by default a
-        random batch of 4 at the input size the model declares (``pretrained_cfg``, its
-        ``img_size``) or, failing that, 224 pixels
+        random batch of 4 of the input the model declares (its ``in_chans`` and ``img_size``,
+        then its ``pretrained_cfg``), failing that of its first layer's input at 224 pixels
     :return: ``Split(encoder, weight, bias)``; ``split.route`` says how the head was found
     :raises ValueError: if the model has no classifier (``num_classes=0``, encoder-only timm
-        models), its output is not a :math:`B \\times K` tensor, or it rejects every probe
+        models), its output is not a :math:`B \\times K` tensor, it rejects every probe, or its
+        logits are all zero on the probe without a zero-initialised classifier to explain it
     :raises NoLinearHeadError: (a ``NotImplementedError`` and a ``ValueError``) if no linear
         head reproduces the logits (VOLO, SqueezeNet)
     """
     name = type(model).__name__
     model.eval()
     _check_has_classifier(model)
-    cfg_names = _cfg_classifier_layers(model)
+    cfg_names = classifier_layers(model)
     all_names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    logits, calls, probe = _trace_probe(model, probe, cfg_names + all_names)
+    traced = list(dict.fromkeys(cfg_names + all_names))
+    logits, calls, probe = _trace_probe(model, probe, traced)
     rtol = RTOL.get(logits.dtype, DEFAULT_RTOL)
-    outputs = _perturbed_outputs(model, probe, calls, logits, rtol)
+    classes = logits.shape[1]
+    zeros = zero_layers(model, classes)
+    params = random_weights(model, zeros)
+    if params:
+        # the split is found and checked with random weights in the zero layers, then applied
+        test_logits, test_calls = trace(model, probe, traced, params=params)
+    elif logits.abs().max() > 0:
+        test_logits, test_calls = logits, calls
+    else:
+        raise ValueError(
+            f"{name} gave all-zero logits on the probe batch, and none of its layers with "
+            f"{classes} outputs is zero: the split cannot be checked"
+        )
+    outputs = _perturbed_outputs(model, probe, test_calls, test_logits, rtol, params)
+    with_random = f"with random weights in the zero-initialised {', '.join(zeros)}: " * bool(zeros)
 
     reasons: Dict[str, List[str]] = {}
     routes = [(CFG_ROUTE, cfg_names)] if cfg_names else []
     for route, names in routes + [(GENERIC_ROUTE, all_names)]:
         wanted = set(names)
         try:
-            found = candidates([c for c in calls if c.name in wanted], logits.shape[1], rtol)
-            head = fit_head(found, *outputs, rtol)
-            return _checked_split(model, head, f"{route}: {head.description}", probe, logits, rtol)
+            found = candidates([c for c in test_calls if c.name in wanted], classes, rtol, params)
+            coefs = fit_mix(found, *outputs, rtol)
+            head = assemble(found, coefs)
+            label = f"{route}: {head.description}"
+            _check(model, head, probe, test_logits, rtol, params, label)
+            if params:
+                own = {c.name: module_affine(c.name, c.module) for c in found.calls}
+                head = assemble(Candidates(found.calls, own, []), coefs)
+                label += " (zero-initialised: checked with random weights)"
+                _check(model, head, probe, logits, rtol, {}, label)
+            encoder = ClassifierInputs(model, head.layers, label)
+            return Split(encoder, head.weight.float(), head.bias.float())
         except NoExactHead as err:
-            reasons.setdefault(str(err), []).append(route)
+            reasons.setdefault(with_random + str(err), []).append(route)
     why = " | ".join(f"{' and '.join(labels)}: {err}" for err, labels in reasons.items())
     raise NoLinearHeadError(f"{name}: no linear head reproduces its logits ({why})")
 
 
 def _perturbed_outputs(
-    model: nn.Module, probe: Tensor, calls: List[LayerCall], logits: Tensor, rtol: float
+    model: nn.Module,
+    probe: Tensor,
+    calls: List[LayerCall],
+    logits: Tensor,
+    rtol: float,
+    params: Dict[str, Tensor],
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Logits and candidates' outputs of one more pass, with noise added to those outputs."""
-    found = candidates(calls, logits.shape[1], rtol)
+    found = candidates(calls, logits.shape[1], rtol, params)
     if not found.calls:
         return logits, {}
     generator = torch.Generator().manual_seed(1)
@@ -124,16 +171,16 @@ def _perturbed_outputs(
         call.name: scale * torch.randn(call.output.shape, generator=generator).to(call.output)
         for call in found.calls
     }
-    noisy_logits, noisy_calls = trace(model, probe, list(noise), noise)
+    noisy_logits, noisy_calls = trace(model, probe, list(noise), noise, params)
     return noisy_logits, {call.name: call.output for call in noisy_calls}
 
 
 def _check_has_classifier(model: nn.Module) -> None:
     name = type(model).__name__
-    cfg = _timm_cfg(model)
-    if cfg is not None and not hasattr(model, "get_classifier"):
+    if is_encoder_only(model):
+        architecture = timm_cfg(model).get("architecture", "timm model")
         raise ValueError(
-            f"{name} ({cfg.get('architecture', 'timm model')}) is an encoder without a "
+            f"{name} ({architecture}) is an encoder without a "
             "classifier: there is no weight to split off"
         )
     if getattr(model, "num_classes", None) == 0:
@@ -141,29 +188,6 @@ def _check_has_classifier(model: nn.Module) -> None:
             f"{name} has num_classes=0: it has no classifier to split off; create it with "
             "num_classes > 0"
         )
-
-
-def _timm_cfg(model: nn.Module) -> Optional[dict]:
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
-    return cfg if isinstance(cfg, dict) and "classifier" in cfg else None
-
-
-def _cfg_classifier_layers(model: nn.Module) -> List[str]:
-    """The linear layers named by timm's ``pretrained_cfg['classifier']``, or inside them."""
-    cfg = _timm_cfg(model)
-    if cfg is None:
-        return []
-    names = cfg["classifier"]
-    layers = []
-    for name in [names] if isinstance(names, str) else names:
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            continue
-        for sub_name, sub in module.named_modules(prefix=name):
-            if isinstance(sub, (nn.Linear, nn.Conv2d)):
-                layers.append(sub_name)
-    return layers
 
 
 def _trace_probe(
@@ -185,28 +209,30 @@ def _trace_probe(
             raise ValueError(f"{name} returned {kind} in eval mode, not B x K logits")
         if not logits.is_floating_point() or not torch.isfinite(logits).all():
             raise ValueError(f"{name} gave non-finite or non-float logits on the probe batch")
-        if not logits.abs().max() > 0:
-            raise ValueError(
-                f"{name} gave all-zero logits on the probe batch (zero-initialised classifier?): "
-                "the split cannot be checked"
-            )
         return logits, calls, x
     hint = "the probe given" if probe is not None else "every default probe; pass probe="
     raise ValueError(f"{name} rejected {hint}: " + "; ".join(errors)) from last_error
 
 
-def _checked_split(
-    model: nn.Module, head: LinearHead, route: str, probe: Tensor, logits: Tensor, rtol: float
-) -> Split:
-    encoder = ClassifierInputs(model, head.layers, route)
-    weight, bias = head.weight.float(), head.bias.float()
+def _check(
+    model: nn.Module,
+    head: LinearHead,
+    probe: Tensor,
+    logits: Tensor,
+    rtol: float,
+    params: Dict[str, Tensor],
+    label: str,
+) -> None:
+    """Raise :class:`NoExactHead` unless the head, on its own encoder, gives the logits."""
+    encoder = ClassifierInputs(model, head.layers, label)
+    own = {f"model.{key}": value for key, value in params.items()}
     with torch.no_grad():
-        features = encoder(probe)
-    if features.shape[1] != weight.shape[1]:
-        raise NoExactHead(f"{features.shape[1]} features for a head of {weight.shape[1]} inputs")
-    estimate = features.float() @ weight.T + bias
-    scale = logits.abs().max().float()
-    error = float((estimate - logits.float()).abs().max() / scale)
+        features = torch.func.functional_call(encoder, own, (probe,)) if own else encoder(probe)
+    if features.shape[1] != head.weight.shape[1]:
+        raise NoExactHead(
+            f"{features.shape[1]} features for a head of {head.weight.shape[1]} inputs"
+        )
+    estimate = features.float() @ head.weight.float().T + head.bias.float()
+    error = relative_error(estimate, logits.float())
     if not error <= rtol:
-        raise NoExactHead(f"{route} is off by {error:.2g} (relative) on the probe batch")
-    return Split(encoder, weight, bias)
+        raise NoExactHead(f"{label} is off by {error:.2g} (relative) on the probe batch")

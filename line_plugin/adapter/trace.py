@@ -1,18 +1,16 @@
 """
-Probe batches and one traced forward pass: the logits, and the inputs and outputs of chosen layers.
+One traced forward pass: the logits, and the inputs and outputs of chosen layers.
 
-A probe is a small random batch of the size the model expects, drawn from a private generator so
-that the global random state is left untouched.
+A pass may run with some parameters replaced (``params``, as :func:`torch.func.functional_call`
+takes them): the model's own tensors are swapped back afterwards, even on error.
 """
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
-
-PROBE_BATCH = 4
 
 
 @dataclass
@@ -45,6 +43,7 @@ def trace(
     probe: Tensor,
     names: Sequence[str],
     noise: Optional[Dict[str, Tensor]] = None,
+    params: Optional[Dict[str, Tensor]] = None,
 ) -> Tuple[Tensor, List[LayerCall]]:
     """
     Run ``model(probe)`` without gradients, recording the layers named.
@@ -69,7 +68,9 @@ def trace(
     ]
     try:
         with torch.no_grad():
-            output = model(probe)
+            output = (
+                torch.func.functional_call(model, params, (probe,)) if params else model(probe)
+            )
     finally:
         for handle in handles:
             handle.remove()
@@ -104,53 +105,3 @@ def _record(
         call._keep.append(inp)
     records[name] = call
     return output if name in noise else None
-
-
-def default_probes(model: nn.Module, batch_size: int = PROBE_BATCH) -> Iterator[Tensor]:
-    """
-    Random batches of each input size the model may expect, most likely first.
-
-    The sizes come from the model's own attributes (``patch_embed.img_size``, ``img_size``,
-    ``image_size``), then its ``pretrained_cfg`` / ``default_cfg`` (``input_size``,
-    ``test_input_size``), then its first layer (a vector for an ``nn.Linear``, else 224 pixels).
-
-    :param model: the classifier
-    :param batch_size: samples per probe
-    :return: an iterator of probes on the model's device, in its floating-point type
-    """
-    ref = next((t for t in model.parameters() if t.is_floating_point()), None)
-    device = ref.device if ref is not None else torch.device("cpu")
-    dtype = ref.dtype if ref is not None else torch.float32
-    generator = torch.Generator().manual_seed(0)
-    for shape in dict.fromkeys(_input_shapes(model)):
-        x = torch.randn((batch_size, *shape), generator=generator)
-        yield x.to(device=device, dtype=dtype)
-
-
-def _input_shapes(model: nn.Module) -> Iterator[Tuple[int, ...]]:
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
-    if isinstance(first, nn.Linear) and not cfg:
-        yield (first.in_features,)
-    # timm keeps the default input_size in pretrained_cfg even for in_chans=1: trust the stem
-    chans = first.in_channels if isinstance(first, nn.Conv2d) else cfg.get("input_size", [3])[0]
-    for size in (
-        getattr(getattr(model, "patch_embed", None), "img_size", None),
-        getattr(model, "img_size", None),
-        getattr(model, "image_size", None),
-        tuple(cfg.get("input_size", ()))[1:],
-        tuple(cfg.get("test_input_size", ()))[1:],
-        224,
-    ):
-        pair = _pair(size)
-        if pair is not None:
-            yield (chans, *pair)
-
-
-def _pair(size: object) -> Optional[Tuple[int, int]]:
-    if isinstance(size, int):
-        return size, size
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        if all(isinstance(s, int) for s in size):
-            return size[0], size[1]
-    return None

@@ -1,7 +1,9 @@
 """
 The timm sweep: every timm model module, split with random weights and checked on a fresh batch.
 
-The cases and the check live in ``timm_zoo.py`` (shared with ``benchmarks/timm_coverage.py``).
+The cases and the check live in ``tests/timm_zoo.py``. Small inputs and randomised heads keep it
+within a few minutes; ``benchmarks/timm_coverage.py`` covers every head configuration of the
+installed timm as new users create the models (default input, timm's own initialisation).
 """
 
 from typing import Dict, List

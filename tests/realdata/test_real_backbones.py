@@ -11,6 +11,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from line_plugin import LINe, data
 
+pytestmark = pytest.mark.slow
+
 # post-ReLU CNN features take the paper's CIFAR-10 preset; the ViT and ConvNeXt features are
 # signed, and take the settings benchmarks/non_relu.py selected on the validation split
 SETTINGS = {
