@@ -12,8 +12,8 @@ file order, no timestamps.
     python upstream/make_patch.py            # rewrite the patch
     python upstream/make_patch.py --check    # exit 1 if the committed patch is not current
 
-The sdist is fetched with ``pip download`` once and cached in
-``$XDG_CACHE_HOME/line_plugin/upstream`` (default ``~/.cache/line_plugin/upstream``).
+The sdist is fetched with ``pip download`` once and cached in ``$LINE_OOD_CACHE/upstream``,
+else ``$XDG_CACHE_HOME/line_plugin/upstream``, else ``~/.cache/line_plugin/upstream``.
 """
 
 import argparse
@@ -63,7 +63,9 @@ class SdistUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """:return: the folder where the sdist is cached"""
+    """:return: the folder where the sdist is cached: ``upstream/`` in the project's cache"""
+    if os.environ.get("LINE_OOD_CACHE"):
+        return Path(os.environ["LINE_OOD_CACHE"]) / "upstream"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "line_plugin" / "upstream"
 
