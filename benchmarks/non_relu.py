@@ -24,9 +24,9 @@ import torch
 
 from line_plugin import LINe
 from line_plugin.evaluation.benchmark import LocalCIFAR10, Sizes
-from line_plugin.evaluation.features import cached_features, model_fingerprint, split_backbone
+from line_plugin.evaluation.features import cached_features, model_fingerprint
 from line_plugin.evaluation.metrics import metrics
-from line_plugin.zoo import load_model
+from line_plugin.zoo import load_model, split_backbone
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,7 +56,7 @@ def detector(w, b, p_a, p_w, clip, clip_quantile) -> LINe:
 
 def study(name: str, sizes: Sizes) -> Dict:
     zoo = load_model(name)
-    encoder, w, b = split_backbone(zoo.model, zoo.spec.get("input_size", 32))
+    encoder, w, b = split_backbone(zoo)
     key = f"{name}|{model_fingerprint(zoo.model)}"
     images = LocalCIFAR10(zoo.transform, sizes)
 

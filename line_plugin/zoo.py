@@ -1,19 +1,20 @@
 """
 The shared trained CIFAR-10 classifiers: a DenseNet-BC-100 definition (:class:`DenseNet3`) matching
 the DICE/LINe checkpoints, and :func:`load_model` / :func:`load_checkpoint`, which return a model
-in eval mode together with its input transform.
+in eval mode together with its input transform; :func:`split_backbone` splits one into features
+and linear head for the application (the command line and the evaluation).
 """
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision import transforms as T
 
+from .adapter import Split, data_config, default_transform, split_model
 from .data import default_models_dir
 
 #: Input normalisation of the DICE DenseNet-BC-100 (pixels in [0, 1]).
@@ -172,18 +173,43 @@ _DICE_SPEC = {
 }
 
 
-def make_transform(
-    mean: Sequence[float], std: Sequence[float], input_size: int = 32, image_size: int = 32
-) -> Callable:
+def input_transform(model: nn.Module, spec: Dict) -> Callable:
     """
-    :param mean: per-channel mean of pixels in [0, 1]
-    :param std: per-channel standard deviation
-    :param input_size: side length the model expects
-    :param image_size: side length of the images; resized when it differs from ``input_size``
-    :return: PIL image to normalised tensor
+    The transform of a zoo model: any PIL image resized (shorter side, bilinear) and center-cropped
+    to the model's input size unless it has that size, then normalised; built by
+    :func:`line_plugin.default_transform`. On 32 x 32 CIFAR images it is ``ToTensor`` and
+    ``Normalize`` alone.
+
+    :param model: the classifier
+    :param spec: its ``mean``, ``std`` and ``input_size`` (side length)
+    :return: PIL image to normalised :math:`3 \\times S \\times S` tensor
     """
-    steps = [] if input_size == image_size else [T.Resize(input_size)]
-    return T.Compose(steps + [T.ToTensor(), T.Normalize(tuple(mean), tuple(std))])
+    size = int(spec["input_size"])
+    return default_transform(
+        model,
+        input_size=(3, size, size),
+        mean=tuple(spec["mean"]),
+        std=tuple(spec["std"]),
+        crop_pct=1.0,
+        crop_mode="center",
+        interpolation="bilinear",
+    )
+
+
+def split_backbone(model: ZooModel) -> Split:
+    """
+    The classifier as encoder and linear head, by :func:`line_plugin.adapter.split_model`,
+    checked on a fixed random batch at the model's input size on the model's device.
+
+    :param model: a loaded model (its ``spec`` gives the input size)
+    :return: ``encoder, weight, bias`` with ``encoder(x) @ weight.T + bias == model(x)``;
+        ``weight`` and ``bias`` are float32 copies on the model's device
+    :raises ValueError: if no exact linear head is found
+    """
+    size = int(model.spec.get("input_size", 32))
+    device = next(model.model.parameters()).device
+    probe = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return split_model(model.model, probe=probe.to(device))
 
 
 def _clean_state_dict(state: Dict) -> Dict[str, Tensor]:
@@ -270,15 +296,12 @@ def _build(
     model.load_state_dict(state)
     model.eval()
     if "mean" not in spec or "std" not in spec:
-        import timm.data
-
-        config = timm.data.resolve_model_data_config(model)
+        config = data_config(model)
         spec.setdefault("mean", tuple(config["mean"]))
         spec.setdefault("std", tuple(config["std"]))
         spec.setdefault("input_size", int(config["input_size"][-1]))
     spec.setdefault("input_size", 32)
-    transform = make_transform(spec["mean"], spec["std"], spec["input_size"])
-    return ZooModel(name, model, transform, spec)
+    return ZooModel(name, model, input_transform(model, spec), spec)
 
 
 def load_model(

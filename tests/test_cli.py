@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from line_plugin import data, zoo
-from line_plugin.cli import common, main
+from line_plugin.cli import main
 
 BACKBONE = "resnet18"
 
@@ -275,14 +275,3 @@ def test_usage_errors_exit_2(capsys, args):
     code, _, err = run(capsys, *args)
     assert code == 2
     assert "Traceback" not in err
-
-
-def test_split_without_backbones_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "line_plugin.adapter", None)
-    densenet = zoo.load_model("densenet_bc100").model
-    encoder, weight, bias = common.split_backbone(densenet, 32)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(encoder(x) @ weight.T + bias, densenet(x))
-    with pytest.raises(ValueError, match="cannot split"):
-        common.split_backbone(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)), 2)

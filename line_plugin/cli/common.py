@@ -8,12 +8,10 @@ import pickle
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional
 
 import torch
-from PIL import Image
-from torch import Tensor, nn
-from torchvision import transforms as T
+from torch import Tensor
 
 from .. import data, zoo
 
@@ -47,9 +45,9 @@ class Backbone:
     bias: Tensor
 
     @property
-    def input_size(self) -> int:
-        """side length of the model's input images"""
-        return int(self.zoo.spec.get("input_size", 32))
+    def transform(self) -> Callable:
+        """any PIL image to the model's normalised input tensor"""
+        return self.zoo.transform
 
 
 def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
@@ -78,40 +76,10 @@ def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
         raise ValueError(f"cannot load {path!r} as a {arch} model: {first_line(e)}") from e
 
 
-def split_backbone(model: nn.Module, input_size: int) -> Tuple[Callable, Tensor, Tensor]:
-    """
-    The classifier as encoder and linear head, by :func:`line_plugin.adapter.split_model`
-    (checked on a fixed random batch at the model's input size). Without that module, models with
-    ``features`` and an ``fc`` layer (the zoo's DenseNet-BC-100) are split by those.
-
-    :param model: the classifier, on its device
-    :param input_size: side length of the probe images
-    :return: ``encoder, weight, bias``
-    :raises ValueError: if the model cannot be split
-    """
-    try:
-        from ..adapter import split_model
-    except ImportError:
-        return _split_by_attributes(model)
-    device = next(model.parameters()).device
-    probe = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    encoder, weight, bias = split_model(model, probe=probe.to(device))
-    return encoder, weight.detach(), bias.detach()
-
-
-def _split_by_attributes(model: nn.Module) -> Tuple[Callable, Tensor, Tensor]:
-    fc = getattr(model, "fc", None)
-    if not callable(getattr(model, "features", None)) or not isinstance(fc, nn.Linear):
-        raise ValueError(
-            f"cannot split {type(model).__name__}: line_plugin.adapter is not available"
-        )
-    bias = fc.bias if fc.bias is not None else torch.zeros(fc.out_features)
-    return model.features, fc.weight.detach(), bias.detach()
-
-
 def load_backbone(name: str, models_dir: Optional[str] = None, device: str = "cpu") -> Backbone:
     """
-    Load a backbone (see :func:`load_zoo_model`) and split it (see :func:`split_backbone`).
+    Load a backbone (see :func:`load_zoo_model`) and split it
+    (:func:`line_plugin.zoo.split_backbone`).
 
     :param name: backbone name
     :param models_dir: the shared models folder
@@ -120,25 +88,8 @@ def load_backbone(name: str, models_dir: Optional[str] = None, device: str = "cp
     """
     model = load_zoo_model(name, models_dir)
     model.model.to(device)
-    encoder, weight, bias = split_backbone(model.model, int(model.spec.get("input_size", 32)))
+    encoder, weight, bias = zoo.split_backbone(model)
     return Backbone(name, model, encoder, weight, bias)
-
-
-class _ToSize:
-    """Resize (shorter side) and center-crop a PIL image to ``size`` unless it has that size."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.resize = T.Compose([T.Resize(size), T.CenterCrop(size)])
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        img = img.convert("RGB")
-        return img if img.size == (self.size, self.size) else self.resize(img)
-
-
-def image_transform(backbone: Backbone) -> Callable:
-    """:return: any PIL image to the backbone's normalised input tensor"""
-    return T.Compose([_ToSize(backbone.input_size), backbone.zoo.transform])
 
 
 def data_root(folder: Optional[str]) -> Path:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .. import LINe, PRESETS, data
+from .. import PRESETS, LINe, data
 from . import common
 
 EXAMPLES = """examples:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     _check_training_source(args.data, args.train_folder)  # fails before the model is loaded
     backbone = common.load_backbone(args.backbone, args.models, args.device)
     detector = make_detector(backbone, args.preset, **hyperparameters(args)).to(args.device)
-    dataset = training_set(args.data, args.train_folder, common.image_transform(backbone))
+    dataset = training_set(args.data, args.train_folder, backbone.transform)
     source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
     if args.fit_samples is not None:
         dataset = data.subset(dataset, args.fit_samples, seed=args.seed)

@@ -124,7 +124,7 @@ def score_files(
     """
     :return: outlier scores and the classifier's predicted labels of ``files``
     """
-    dataset = ImageFiles(files, common.image_transform(backbone))
+    dataset = ImageFiles(files, backbone.transform)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     scores, labels = [], []
     for x, _ in tqdm(loader, desc="score", disable=not args.progress, leave=False):

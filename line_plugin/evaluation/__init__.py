@@ -22,7 +22,7 @@ Modules, in the order of the flow: :mod:`.metrics`, :mod:`.benchmark` (the data)
 
 from .benchmark import FeatureBenchmark, Jigsaw, LocalCIFAR10, Sizes
 from .detectors import TorchKNN, ablation_detectors, fit_detector, make_detectors, predict, tune
-from .features import cache_dir, cached_features, compute_features, split_backbone
+from .features import cache_dir, cached_features, compute_features
 from .metrics import fpr_at_id_tpr, metrics
 from .report import markdown_table, plot_histograms, plot_roc, summary_table, write_report
 from .runner import BenchmarkResult, run_benchmark
@@ -47,7 +47,6 @@ __all__ = [
     "plot_roc",
     "predict",
     "run_benchmark",
-    "split_backbone",
     "summary_table",
     "tune",
     "write_report",

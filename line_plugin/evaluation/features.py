@@ -115,21 +115,3 @@ def cached_features(
     torch.save({"token": token, "z": z, "y": y}, tmp)
     tmp.replace(path)
     return z, y
-
-
-def split_backbone(
-    model: nn.Module, input_size: int = 32
-) -> Tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
-    """
-    The classifier as encoder and linear head, by :func:`line_plugin.adapter.split_model`
-    (checked on a probe batch of ``input_size`` pixels).
-
-    :param model: the classifier
-    :param input_size: image side length of the probe batch
-    :return: ``encoder, weight, bias`` with ``encoder(x) @ weight.T + bias == model(x)``
-    """
-    from ..adapter import split_model
-
-    probe = torch.randn(4, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    encoder, weight, bias = split_model(model, probe=probe)
-    return encoder, weight.detach().float(), bias.detach().float()

@@ -15,10 +15,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import OOD_SETS
-from ..zoo import ZooModel, load_model
+from ..zoo import ZooModel, load_model, split_backbone
 from .benchmark import FeatureBenchmark, LocalCIFAR10, Sizes
 from .detectors import ablation_detectors, fit_detector, make_detectors, predict, space_for, tune
-from .features import cached_features, model_fingerprint, split_backbone
+from .features import cached_features, model_fingerprint
 from .metrics import fpr_at_id_tpr
 
 
@@ -109,7 +109,7 @@ def run_benchmark(
     name = zoo.name
     if batch_size is None:
         batch_size = 16 if str(device) == "cpu" else 256
-    encoder, w, b = split_backbone(zoo.model, zoo.spec.get("input_size", 32))
+    encoder, w, b = split_backbone(zoo)
     zoo.model.to(device)
     key = f"{name}|{model_fingerprint(zoo.model)}"
     images = LocalCIFAR10(zoo.transform, sizes, ood, data_dir)
