@@ -335,11 +335,19 @@ def test_cuda_imagenet_scale_memory_and_rounding():
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_cuda_detector_uses_the_kernel(monkeypatch, dtype):
+    """on CUDA the detector picks the kernel by itself (float64 keeps the loop), and scores as
+    the loop does on the same device, up to float32 rounding"""
     x, y, w, b, test = problem()
-    cpu = LINe(None, w, b).fit_features(x, y)
-    expected = cpu.predict_features(test.to(dtype))
-    gpu = LINe(None, w, b).to("cuda").fit_features(x.cuda(), y.cuda())
+    det = LINe(None, w, b).to("cuda").fit_features(x.cuda(), y.cuda())
+    test = test.to(dtype).cuda()
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "applies", lambda h: False)
+        looped = det.predict_features(test)
     calls = counted(monkeypatch)
-    scores = gpu.predict_features(test.to(dtype).cuda())
+    scores = det.predict_features(test)
     assert len(calls) == (0 if dtype == torch.float64 else 1)
-    torch.testing.assert_close(scores.cpu(), expected, rtol=1e-5, atol=1e-5)
+    assert scores.device.type == "cuda" and scores.dtype == looped.dtype
+    if dtype == torch.float64:
+        assert torch.equal(scores, looped)
+    else:
+        torch.testing.assert_close(scores, looped, rtol=1e-5, atol=1e-5)
