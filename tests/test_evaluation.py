@@ -22,9 +22,9 @@ from line_plugin.evaluation import (
     fit_detector,
     fpr_at_id_tpr,
     make_detectors,
-    markdown_table,
     metrics,
     predict,
+    results_table,
     run_benchmark,
     summary_table,
     write_report,
@@ -272,5 +272,51 @@ class TestRunBenchmark(unittest.TestCase):
             data = json.loads(files[0].read_text())
             self.assertEqual(data["records"], result.records)
             self.assertIn("| LINe (tuned) |", files[1].read_text())
-            self.assertIn("resnet18", summary_table(result.records))
-            self.assertIn("| dtd |", markdown_table(result.records).replace(" dtd ", "| dtd |"))
+            self.assertIn(results_table(result.records), files[1].read_text())
+            self.assertIn("| LINe (tuned) |", summary_table(result.records))
+
+
+_RECORDS = [
+    {"detector": det, "dataset": ds, "AUROC": auroc, "FPR95": fpr}
+    for det, ds, auroc, fpr in [
+        ("Energy", "dtd", 0.8, 0.5),
+        ("Energy", "mnist", 0.9, 0.3),
+        ("LINe", "dtd", 0.85, 0.4),
+        ("LINe", "mnist", 0.95, 0.25),
+        ("KNN", "dtd", 0.75, 0.6),  # no mnist row: an empty cell, mean over dtd only
+    ]
+]
+
+
+class TestResultsTable(unittest.TestCase):
+    def test_markdown_structure_and_values(self):
+        lines = results_table(_RECORDS).splitlines()
+        self.assertEqual(
+            lines,
+            [
+                "| detector | dtd | mnist | mean |",
+                "| --- | --- | --- | --- |",
+                "| Energy | 50.0 / 80.0 | 30.0 / 90.0 | 40.0 / 85.0 |",
+                "| LINe | 40.0 / 85.0 | 25.0 / 95.0 | 32.5 / 90.0 |",
+                "| KNN | 60.0 / 75.0 |  | 60.0 / 75.0 |",
+            ],
+        )
+
+    def test_text_marks_the_best_of_each_column(self):
+        auroc = [
+            line.split() for line in results_table(_RECORDS, ["AUROC"], False, True).split("\n")
+        ]
+        self.assertEqual(auroc[0], ["detector", "dtd", "mnist", "mean"])
+        self.assertEqual(auroc[2], ["LINe", "85.0*", "95.0*", "90.0*"])  # highest AUROC
+        self.assertEqual(auroc[3], ["KNN", "75.0", "75.0"])  # empty mnist cell
+        fpr = results_table(_RECORDS, ["FPR95"], markdown=False, mark_best=True).splitlines()
+        self.assertEqual(fpr[2].split(), ["LINe", "40.0*", "25.0*", "32.5*"])  # lowest FPR95
+        self.assertEqual(fpr[1].index("30.0"), fpr[2].index("25.0"))  # aligned columns
+
+    def test_errors(self):
+        with self.assertRaisesRegex(ValueError, "no records"):
+            results_table([])
+        with self.assertRaisesRegex(ValueError, "AUPR-IN"):
+            results_table(_RECORDS, ["AUPR-IN"])
+        with self.assertRaisesRegex(ValueError, "one metric"):
+            results_table(_RECORDS, mark_best=True)

@@ -89,35 +89,17 @@ _METRIC_TITLES = {
 
 def print_metric_table(records: List[Dict], metric: str, out: TextIO) -> None:
     """
-    One row per detector, one column per OOD set and their mean; the best value of each column
-    is marked with ``*``.
+    Print the title of ``metric`` and its table (:func:`line_plugin.evaluation.results_table`
+    in plain text, the best value of each column marked with ``*``).
 
     :param records: benchmark records (``detector``, ``dataset`` and the metric)
     :param metric: ``"AUROC"`` or ``"FPR95"``
     :param out: stream to print to
     """
-    detectors = list(dict.fromkeys(r["detector"] for r in records))
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    raw = {(r["detector"], r["dataset"]): 100 * r[metric] for r in records}
-    for det in detectors:
-        values = [raw[(det, ds)] for ds in datasets if (det, ds) in raw]
-        raw[(det, "mean")] = sum(values) / len(values)
-    cell = {key: round(value, 1) for key, value in raw.items()}
-    columns = datasets + ["mean"]
-    pick = max if metric == "AUROC" else min
-    best = {c: pick(cell[(d, c)] for d in detectors if (d, c) in cell) for c in columns}
-    width = max(len(d) for d in detectors + ["detector"])
-    widths = [max(len(c), 6) for c in columns]
+    from ..evaluation import results_table
+
     print(f"\n{_METRIC_TITLES.get(metric, metric)}", file=out)
-    header = f"{'detector':<{width}}" + "".join(f"  {c:>{w}} " for c, w in zip(columns, widths))
-    print(header.rstrip(), file=out)
-    for det in detectors:
-        line = f"{det:<{width}}"
-        for c, w in zip(columns, widths):
-            value = cell.get((det, c))
-            text = "" if value is None else f"{value:.1f}" + ("*" if value == best[c] else " ")
-            line += f"  {text:>{w + 1}}"
-        print(line.rstrip(), file=out)
+    out.write(results_table(records, (metric,), markdown=False, mark_best=True))
 
 
 def print_benchmark(result, out: TextIO) -> None:

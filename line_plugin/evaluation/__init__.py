@@ -24,7 +24,7 @@ from .benchmark import FeatureBenchmark, Jigsaw, LocalCIFAR10, Sizes
 from .detectors import TorchKNN, ablation_detectors, fit_detector, make_detectors, predict, tune
 from .features import cache_dir, cached_features, compute_features
 from .metrics import fpr_at_id_tpr, metrics
-from .report import markdown_table, plot_histograms, plot_roc, summary_table, write_report
+from .report import plot_histograms, plot_roc, results_table, summary_table, write_report
 from .runner import BenchmarkResult, run_benchmark
 
 __all__ = [
@@ -41,11 +41,11 @@ __all__ = [
     "fit_detector",
     "fpr_at_id_tpr",
     "make_detectors",
-    "markdown_table",
     "metrics",
     "plot_histograms",
     "plot_roc",
     "predict",
+    "results_table",
     "run_benchmark",
     "summary_table",
     "tune",

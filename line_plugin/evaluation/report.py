@@ -19,30 +19,70 @@ def _mean_by(records: List[Dict], key: str, metric: str) -> Dict[Tuple[str, str]
     return {k: float(np.mean(v)) for k, v in groups.items()}
 
 
-def markdown_table(records: List[Dict], metrics: Sequence[str] = ("FPR95", "AUROC")) -> str:
-    """
-    One row per detector, one column per OOD set plus their mean; each cell holds ``metrics``
-    in percent (e.g. ``FPR95 / AUROC``).
+#: metrics where a higher value is better (the others: lower)
+HIGHER_IS_BETTER = ("AUROC", "AUPR-IN", "AUPR-OUT")
 
-    :param records: records of one backbone
-    :param metrics: metric names
-    :return: the Markdown table
+
+def results_table(
+    records: List[Dict],
+    metrics: Sequence[str] = ("FPR95", "AUROC"),
+    markdown: bool = True,
+    mark_best: bool = False,
+) -> str:
     """
+    The one table of results: one row per detector, one column per OOD set and their mean; each
+    cell holds ``metrics`` in percent with one decimal, joined by ``" / "`` (e.g.
+    ``FPR95 / AUROC``).
+
+    :param records: records of one backbone (``detector``, ``dataset`` and the metrics)
+    :param metrics: metric names
+    :param markdown: a Markdown table; else plain text in aligned columns
+    :param mark_best: mark the best value of each column with ``*`` (the highest for
+        :data:`HIGHER_IS_BETTER`, else the lowest; ties after rounding all marked); only for one
+        metric
+    :return: the table, one line per row, ending with a newline
+    :raises ValueError: for no records, a metric missing in them, or ``mark_best`` with several
+        metrics
+    """
+    if not records:
+        raise ValueError("no records to tabulate")
+    missing = [m for m in metrics if any(m not in r for r in records)]
+    if missing:
+        raise ValueError(f"metrics {missing} missing in the records")
+    if mark_best and len(metrics) != 1:
+        raise ValueError(f"mark_best needs one metric, got {list(metrics)}")
     detectors = list(dict.fromkeys(r["detector"] for r in records))
-    datasets = list(dict.fromkeys(r["dataset"] for r in records))
-    cell = {(r["detector"], r["dataset"]): r for r in records}
-    header = ["detector"] + datasets + ["mean"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    columns = list(dict.fromkeys(r["dataset"] for r in records))
+    values = {(r["detector"], r["dataset"]): [100 * r[m] for m in metrics] for r in records}
     for det in detectors:
-        row = [det]
-        for ds in datasets:
-            r = cell.get((det, ds))
-            row.append(" / ".join(f"{100 * r[m]:.1f}" for m in metrics) if r else "")
-        means = [
-            np.mean([cell[(det, ds)][m] for ds in datasets if (det, ds) in cell]) for m in metrics
-        ]
-        row.append(" / ".join(f"{100 * v:.1f}" for v in means))
-        lines.append("| " + " | ".join(row) + " |")
+        rows = [values[(det, ds)] for ds in columns if (det, ds) in values]
+        values[(det, "mean")] = [float(v) for v in np.mean(rows, axis=0)]
+    columns.append("mean")
+    cells = {key: [round(v, 1) for v in vals] for key, vals in values.items()}
+    best = {}
+    if mark_best:
+        pick = max if metrics[0] in HIGHER_IS_BETTER else min
+        best = {c: pick(cells[(d, c)][0] for d in detectors if (d, c) in cells) for c in columns}
+
+    def text(det: str, column: str) -> str:
+        if (det, column) not in cells:
+            return ""
+        out = " / ".join(f"{v:.1f}" for v in cells[(det, column)])
+        if mark_best:
+            out += "*" if cells[(det, column)][0] == best[column] else " "
+        return out
+
+    table = [["detector"] + columns] + [[d] + [text(d, c) for c in columns] for d in detectors]
+    if markdown:
+        lines = ["| " + " | ".join(table[0]) + " |", "|" + " --- |" * len(table[0])]
+        lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+        return "\n".join(lines) + "\n"
+    width = max(len(row[0]) for row in table)
+    widths = [max(len(row[i]) for row in table) for i in range(1, len(table[0]))]
+    lines = []
+    for row in table:
+        line = f"{row[0]:<{width}}" + "".join(f"  {t:>{w}}" for t, w in zip(row[1:], widths))
+        lines.append(line.rstrip())
     return "\n".join(lines) + "\n"
 
 
@@ -192,7 +232,7 @@ def write_report(result: BenchmarkResult, out_dir: Union[str, Path]) -> List[Pat
         f"Test accuracy {100 * meta['test_accuracy']:.1f} %. Images: "
         + ", ".join(f"{k} {v}" for k, v in meta["n"].items())
         + f". Validation split for tuning: {meta.get('validation', '')}.\n",
-        markdown_table(result.records),
+        results_table(result.records),
     ]
     if meta.get("tuned"):
         text.append("\nTuned hyperparameters (GridSearch, validation AUROC):\n")
@@ -202,7 +242,7 @@ def write_report(result: BenchmarkResult, out_dir: Union[str, Path]) -> List[Pat
     if result.ablation:
         text += [
             "\n## LINe ablation (clip 1.0, p_a 0.9, p_w 0.9)\n",
-            markdown_table(result.ablation),
+            results_table(result.ablation),
         ]
     written.append(out / f"quality_{name}.md")
     written[-1].write_text("\n".join(text))
