@@ -22,7 +22,7 @@ This module imports without Triton: :func:`applies` is then ``False``.
 """
 
 import logging
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -258,7 +258,7 @@ def _launch(
     w: Tensor,
     b: Tensor,
     threshold: Tensor,
-    tile,
+    tile: Optional[Tuple[int, int, int, int]],
     interpret: bool,
 ) -> Tensor:
     """one launch; ``tile`` (rows, classes, features, warps) or ``None`` for the autotuner"""
@@ -267,6 +267,15 @@ def _launch(
     z = torch.empty(batch, classes, dtype=h.dtype, device=h.device)
     if batch == 0:
         return z
+    if h.device.type == "cuda":  # Triton launches on the current device
+        with torch.cuda.device(h.device):
+            return _run(h, pred.contiguous(), w, b, threshold, z, tile, interpret)
+    return _run(h, pred.contiguous(), w, b, threshold, z, tile, interpret)
+
+
+def _run(h, pred, w, b, threshold, z, tile, interpret: bool) -> Tensor:
+    batch, width = h.shape
+    classes = w.shape[0]
     bias = b.expand(batch, classes)  # a bias of K: stride 0 over the rows
     plain, tuned = _compiled(interpret)
     args = (h, pred, w, threshold, bias, z, batch, classes, width)

@@ -105,8 +105,9 @@ def test_strided_inputs(interpreter):
     h, pred, w, b, threshold = dyadic_problem("mixed", row_bias=True)
     # transposed copies: the same values, other strides
     h_t, w_t, t_t, b_t = (x.T.contiguous().T for x in (h, w, threshold, b))
-    assert h_t.stride() != h.stride()
-    z = fused.masked_logits(h_t, pred, w_t, b_t, t_t)
+    pred_t = torch.stack([pred, -pred], dim=1)[:, 0]  # every other element
+    assert h_t.stride() != h.stride() and pred_t.stride() == (2,)
+    z = fused.masked_logits(h_t, pred_t, w_t, b_t, t_t)
     assert torch.equal(z, loop(h, pred, w, b, threshold))
 
 
