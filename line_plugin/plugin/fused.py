@@ -245,6 +245,11 @@ def _check(h: Tensor, pred: Tensor, w: Tensor, b: Tensor, threshold: Tensor) -> 
     devices = {value.device for value in named.values()}
     if len(devices) > 1:
         raise ValueError(f"h, pred, w, b and threshold must be on one device, got {devices}")
+    if h.device.type != "cuda" and not _interpreting():
+        raise ValueError(
+            f"fused scoring runs on CUDA tensors (on {h.device.type} ones only through Triton's "
+            "interpreter, TRITON_INTERPRET=1)"
+        )
     if batch:
         low, high = torch.aminmax(pred)
         low, high = int(low), int(high)

@@ -255,6 +255,12 @@ def test_without_triton(monkeypatch, interpreter):
         fused.masked_logits(*dyadic_problem("one", False))
 
 
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        fused.masked_logits(*dyadic_problem("one", False))
+
+
 def test_imports_without_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # import triton raises ImportError
     monkeypatch.setitem(sys.modules, "triton.language", None)
