@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from line_plugin import LINe
-from line_plugin.evaluation.benchmark import LocalCIFAR10, Sizes
+from line_plugin.evaluation.cifar10 import CIFAR10Benchmark, Sizes
 from line_plugin.evaluation.features import cached_features, model_fingerprint
 from line_plugin.evaluation.metrics import metrics
 from line_plugin.zoo import load_model, split_backbone
@@ -58,7 +58,7 @@ def study(name: str, sizes: Sizes) -> Dict:
     zoo = load_model(name)
     encoder, w, b = split_backbone(zoo)
     key = f"{name}|{model_fingerprint(zoo.model)}"
-    images = LocalCIFAR10(zoo.transform, sizes)
+    images = CIFAR10Benchmark(zoo.transform, sizes)
 
     def features(dataset):
         return cached_features(encoder, dataset, key, batch_size=16, desc=name)

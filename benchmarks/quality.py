@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import torch
 
-from line_plugin.evaluation import Sizes, run_benchmark, summary_table, write_report
+from line_plugin.evaluation import Sizes, compare_detectors, summary_table, write_report
 from line_plugin.zoo import MODELS, load_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         backbones = list(MODELS) if args.backbone == ["all"] else args.backbone
     for backbone in backbones:
         start = time.perf_counter()
-        result = run_benchmark(
+        result = compare_detectors(
             backbone,
             sizes,
             detectors=args.detectors,

@@ -12,24 +12,26 @@ import torch
 from torchvision import transforms as T
 
 from line_plugin.evaluation import (
+    CIFAR10Benchmark,
     FeatureBenchmark,
+    GaussianNoise,
     Jigsaw,
-    LocalCIFAR10,
     Sizes,
     TorchKNN,
     ablation_detectors,
     cached_features,
+    check_detector_names,
+    compare_detectors,
+    detector_names,
     fit_detector,
     fpr_at_id_tpr,
     make_detectors,
     metrics,
     predict,
     results_table,
-    run_benchmark,
     summary_table,
     write_report,
 )
-from line_plugin.evaluation.benchmark import _GaussianNoise, _noise
 
 
 def _oe_fpr_and_fdr_at_recall(y_true, y_score, recall_level=0.95, pos_label=1.0):
@@ -123,7 +125,7 @@ class TestSyntheticOOD(unittest.TestCase):
         self.assertFalse((np.asarray(jig[1][0]) == out).all())
 
     def test_noise_is_seeded_per_item(self):
-        noise = _noise(_GaussianNoise, 5, 3, T.ToTensor())
+        noise = GaussianNoise(5, 3, T.ToTensor())
         a = noise[4][0]
         _ = noise[0]
         self.assertTrue(torch.equal(a, noise[4][0]))
@@ -132,10 +134,10 @@ class TestSyntheticOOD(unittest.TestCase):
 
 
 @pytest.mark.slow
-class TestLocalCIFAR10(unittest.TestCase):
+class TestCIFAR10Benchmark(unittest.TestCase):
     def test_splits_are_disjoint_and_labelled(self):
         sizes = Sizes(fit=200, val_id=50, val_ood=40, test_id=30, test_ood=20)
-        bench = LocalCIFAR10(T.ToTensor(), sizes)
+        bench = CIFAR10Benchmark(T.ToTensor(), sizes)
         self.assertEqual(bench.ood_names, ["dtd", "imagenet", "mnist", "fashion_mnist"])
         fit = bench.train_set()
         val_id, val_ood = bench.validation_sets()
@@ -172,21 +174,10 @@ class TestDetectorsOnFeatures(unittest.TestCase):
         bench = FeatureBenchmark((z[:300], y[:300]), (z[300:], y[300:]), {"toy": ood})
         labels = torch.cat([y[300:], -torch.ones(len(ood), dtype=torch.long)])
         detectors = make_detectors(w, b)
-        self.assertEqual(
-            list(detectors),
-            [
-                "MSP",
-                "Energy",
-                "ReAct",
-                "DICE",
-                "ASH",
-                "SCALE",
-                "ViM",
-                "KNN",
-                "Mahalanobis",
-                "LINe",
-            ],
-        )
+        names = ["MSP", "Energy", "ReAct", "DICE", "ASH", "SCALE", "ViM", "KNN", "Mahalanobis"]
+        self.assertEqual(list(detectors), names + ["LINe"])
+        self.assertEqual(detector_names(), names + ["LINe"])
+        self.assertEqual(list(make_detectors(w, b, line=False)), detector_names(line=False))
         for name, det in detectors.items():
             fit_detector(det, z[:300], y[:300])
             (result,) = bench.evaluate(det, loader_kwargs={"batch_size": 64})
@@ -220,6 +211,16 @@ class TestDetectorsOnFeatures(unittest.TestCase):
             knn.predict_features(ood), reference.predict_features(ood).float(), atol=1e-4, rtol=0
         )
 
+    def test_detector_names_are_checked_before_any_work(self):
+        check_detector_names(["Energy", "LINe"])
+        with self.assertRaisesRegex(ValueError, r"unknown detectors \['Nope'\]; known: MSP, "):
+            check_detector_names(["Energy", "Nope"])
+        with self.assertRaisesRegex(ValueError, "unknown detectors .'LINe'."):
+            check_detector_names(["LINe"], line=False)
+        # the runner checks before it loads a model or reads data: no such backbone needed
+        with self.assertRaisesRegex(ValueError, "unknown detectors"):
+            compare_detectors("no such backbone", detectors=["Nope"])
+
 
 class TestFeatureCache(unittest.TestCase):
     def test_computed_once(self):
@@ -245,7 +246,7 @@ class TestFeatureCache(unittest.TestCase):
 class TestRunBenchmark(unittest.TestCase):
     def test_tiny_run_and_report(self):
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_benchmark(
+            result = compare_detectors(
                 "resnet18",
                 Sizes.tiny(),
                 detectors=["Energy", "DICE", "LINe"],
@@ -320,3 +321,36 @@ class TestResultsTable(unittest.TestCase):
             results_table(_RECORDS, ["AUPR-IN"])
         with self.assertRaisesRegex(ValueError, "one metric"):
             results_table(_RECORDS, mark_best=True)
+
+
+class _Images(torch.utils.data.Dataset):
+    # four 8 x 8 RGB images, one pattern per ``path``
+    def __init__(self, path: str):
+        self.path = path
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, item: int):
+        from PIL import Image
+
+        value = (len(self.path) * 37 + item * 11) % 256
+        return Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)), 0
+
+
+class TestCacheKeys(unittest.TestCase):
+    def test_wrapped_datasets_are_told_apart(self):
+        calls = []
+
+        def encoder(x):
+            calls.append(len(x))
+            return x.flatten(1)
+
+        def jigsaw(path: str, seed: int) -> Jigsaw:
+            return Jigsaw(_Images(path), grid=2, seed=seed, transform=T.ToTensor())
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for ds in [jigsaw("a", 0), jigsaw("a", 0), jigsaw("a", 1), jigsaw("bb", 0)]:
+                cached_features(encoder, ds, "toy|abc", Path(tmp), progress=False)
+            self.assertEqual(sum(calls), 12)  # the repeated one was read from the cache
+            self.assertEqual(len(list(Path(tmp).glob("toy_*.pt"))), 3)

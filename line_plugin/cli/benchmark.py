@@ -1,14 +1,12 @@
 """
 ``line-ood benchmark``: LINe against pytorch-ood's post-hoc detectors on the local CIFAR-10
-benchmark (:func:`line_plugin.evaluation.run_benchmark`), printed as AUROC and FPR95 tables.
+benchmark (:func:`line_plugin.evaluation.compare_detectors`), printed as AUROC and FPR95 tables.
 """
 
 import argparse
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
-
-import torch
 
 from .. import data, zoo
 from . import common
@@ -25,13 +23,17 @@ backbone and sizes takes seconds."""
 
 def run(args: argparse.Namespace) -> int:
     """``line-ood benchmark``: print AUROC and FPR95 tables of the detectors."""
+    from ..evaluation import check_detector_names
+
     data_dir = common.data_root(args.data)
     _check_writable_dir(args.report)
+    if args.detectors is not None:  # before the model is loaded
+        check_detector_names(args.detectors)
     model = common.load_zoo_model(args.backbone, args.models)
     if ":" in model.name:  # the name makes report file names: ARCH-FILESTEM, no path
         arch, _, path = model.name.partition(":")
         model.name = f"{arch}-{Path(path).stem}"
-    result = run_quality_benchmark(model, data_dir, args)
+    result = run_comparison(model, data_dir, args)
     print_benchmark(result, sys.stdout)
     if args.report:
         from ..evaluation import write_report
@@ -41,20 +43,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_quality_benchmark(model: zoo.ZooModel, data_dir: Path, args: argparse.Namespace):
+def run_comparison(model: zoo.ZooModel, data_dir: Path, args: argparse.Namespace):
     """
-    The quality benchmark of :func:`line_plugin.evaluation.run_benchmark` at the sizes and with
-    the detectors of the arguments.
+    :func:`line_plugin.evaluation.compare_detectors` at the sizes and with the detectors of the
+    arguments.
 
-    :return: its :class:`~line_plugin.evaluation.BenchmarkResult`
+    :return: its :class:`~line_plugin.evaluation.ComparisonResult`
     """
-    from ..evaluation import Sizes, make_detectors, run_benchmark
-
-    if args.detectors is not None:  # checked before the minutes of feature extraction
-        known = list(make_detectors(torch.zeros(2, 1), torch.zeros(2)))
-        unknown = [name for name in args.detectors if name not in known]
-        if unknown:
-            raise ValueError(f"unknown detectors {unknown}; known: {', '.join(known)}")
+    from ..evaluation import Sizes, compare_detectors
 
     # without tuning, the validation split is not used: keep it tiny
     val = args.val_samples if args.tune else 20
@@ -66,7 +62,7 @@ def run_quality_benchmark(model: zoo.ZooModel, data_dir: Path, args: argparse.Na
         test_ood=args.ood_samples,
         seed=args.seed,
     )
-    return run_benchmark(
+    return compare_detectors(
         model,
         sizes=sizes,
         detectors=args.detectors,
@@ -107,7 +103,7 @@ def print_benchmark(result, out: TextIO) -> None:
     Print a header line, the AUROC and FPR95 tables, those of the ablation if it ran, and the
     time taken.
 
-    :param result: a :class:`line_plugin.evaluation.BenchmarkResult`
+    :param result: a :class:`line_plugin.evaluation.ComparisonResult`
     :param out: stream to print to
     """
     meta = result.meta

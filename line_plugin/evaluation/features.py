@@ -1,20 +1,20 @@
 """
 Penultimate features of a backbone, computed once and cached on disk
-(``$LINE_OOD_CACHE`` or ``~/.cache/line_plugin``).
+(``$LINE_OOD_CACHE`` or ``~/.cache/line_plugin``), and :class:`FeatureBenchmark`, the
+pytorch-ood benchmark over them that every detector of the comparison is evaluated on.
 """
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from pytorch_ood.benchmark import Benchmark
 from torch import Tensor, nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset
 from tqdm.auto import tqdm
-
-from .benchmark import Jigsaw
 
 
 def cache_dir() -> Path:
@@ -33,23 +33,32 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+#: attributes that make a dataset's identity in the cache key
+_IDENTITY = ("path", "root", "split", "seed", "num", "grid", "indices")
+
+
 def _dataset_token(dataset: Dataset) -> str:
-    """identity of a (subset of a) dataset: its class, path/split and indices"""
+    """
+    identity of a (subset of a) dataset: its class, its :data:`_IDENTITY` attributes and, for a
+    dataset wrapping another (an attribute ``dataset``, as :class:`~.synthetic.Jigsaw`), the
+    wrapped one's
+    """
     parts = []
     while isinstance(dataset, Subset):
         parts.append(hashlib.sha1(np.asarray(dataset.indices).tobytes()).hexdigest()[:12])
         dataset = dataset.dataset
     if isinstance(dataset, ConcatDataset):
         parts += [_dataset_token(d) for d in dataset.datasets]
-    elif isinstance(dataset, Jigsaw):
-        parts += [f"jigsaw{dataset.grid}-{dataset.seed}", _dataset_token(dataset.dataset)]
     else:
-        for attr in ("path", "root", "split", "seed", "num", "indices"):
+        for attr in _IDENTITY:
             value = getattr(dataset, attr, None)
             if isinstance(value, np.ndarray):
                 value = hashlib.sha1(value.tobytes()).hexdigest()[:12]
             if value is not None:
                 parts.append(f"{attr}={value}")
+        inner = getattr(dataset, "dataset", None)
+        if isinstance(inner, Dataset):
+            parts.append(_dataset_token(inner))
     return f"{type(dataset).__name__}({','.join(map(str, parts))})"
 
 
@@ -115,3 +124,40 @@ def cached_features(
     torch.save({"token": token, "z": z, "y": y}, tmp)
     tmp.replace(path)
     return z, y
+
+
+class FeatureBenchmark(Benchmark):
+    """
+    A benchmark over precomputed features: its datasets yield ``(features, label)``. Detectors
+    evaluated on it take features as input (identity encoder, linear head as model).
+
+    :param train: fit features and labels
+    :param test_id: ID test features and labels
+    :param ood: OOD test features by dataset name
+    """
+
+    def __init__(
+        self, train: Tuple[Tensor, Tensor], test_id: Tuple[Tensor, Tensor], ood: Dict[str, Tensor]
+    ):
+        self.train = train
+        self.test_id = test_id
+        self.ood = ood
+        self.ood_names = list(ood)
+
+    def train_set(self) -> Dataset:
+        return TensorDataset(*self.train)
+
+    def _ood_set(self, name: str) -> Dataset:
+        z = self.ood[name]
+        return TensorDataset(z, torch.full((len(z),), -1, dtype=torch.long))
+
+    def test_sets(self, known: bool = True, unknown: bool = True) -> List[Dataset]:
+        if known and unknown:
+            return [
+                ConcatDataset([TensorDataset(*self.test_id), self._ood_set(n)]) for n in self.ood
+            ]
+        if unknown:
+            return [self._ood_set(n) for n in self.ood]
+        if known:
+            return [TensorDataset(*self.test_id)]
+        raise ValueError("known and unknown cannot both be false")

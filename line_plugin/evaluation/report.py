@@ -1,7 +1,10 @@
 """
-Markdown tables and PNG plots of benchmark results.
+The result of a comparison (:class:`ComparisonResult`) and its rendering: the one table of results
+(:func:`results_table`), the summary over backbones, PNG plots and the report files.
 """
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple, Union
 
@@ -9,7 +12,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .runner import BenchmarkResult
+
+@dataclass
+class ComparisonResult:
+    """
+    Outcome of :func:`~line_plugin.evaluation.compare_detectors`.
+
+    :param records: one dict per detector and OOD set: ``backbone``, ``detector``, ``dataset``,
+        ``AUROC``, ``AUPR-IN``, ``AUPR-OUT``, ``FPR95TPR`` (pytorch-ood) and ``FPR95`` (papers)
+    :param ablation: the same for LINe with clipping / activation / weight pruning on and off
+    :param scores: ``detector -> {"ID": scores, dataset: scores}`` on the test sets
+    :param meta: backbone, sizes, accuracy, tuned hyperparameters, timings
+    """
+
+    records: List[Dict] = field(default_factory=list)
+    ablation: List[Dict] = field(default_factory=list)
+    scores: Dict[str, Dict[str, Tensor]] = field(default_factory=dict)
+    meta: Dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """:return: records, ablation and meta as JSON (no scores)"""
+        return json.dumps(
+            {"meta": self.meta, "records": self.records, "ablation": self.ablation}, indent=1
+        )
 
 
 def _mean_by(records: List[Dict], key: str, metric: str) -> Dict[Tuple[str, str], float]:
@@ -210,12 +235,12 @@ PLOT_DETECTORS = (
 )
 
 
-def write_report(result: BenchmarkResult, out_dir: Union[str, Path]) -> List[Path]:
+def write_report(result: ComparisonResult, out_dir: Union[str, Path]) -> List[Path]:
     """
     Write ``quality_<backbone>.json`` (records, ablation, meta), ``quality_<backbone>.md`` (tables)
     and the PNG plots ``<backbone>_roc.png``, ``<backbone>_scores.png``.
 
-    :param result: a :func:`run_benchmark` result
+    :param result: a :func:`~line_plugin.evaluation.compare_detectors` result
     :param out_dir: output folder (created)
     :return: the files written
     """

@@ -1,10 +1,13 @@
 """
-:func:`run_benchmark`: fit, tune and evaluate every detector on one backbone.
+:func:`compare_detectors`, the runner of the comparison: LINe and pytorch-ood's baselines fitted,
+tuned and evaluated on one backbone. Its data path runs one way: the images
+(:class:`~.cifar10.CIFAR10Benchmark`), their features (:mod:`.features`), the detectors
+(:mod:`.baselines`) and the result (:class:`~.report.ComparisonResult`, rendered by
+:mod:`.report`).
 """
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -16,34 +19,19 @@ from tqdm.auto import tqdm
 
 from ..data import OOD_SETS
 from ..zoo import ZooModel, load_model, split_backbone
-from .benchmark import FeatureBenchmark, LocalCIFAR10, Sizes
-from .detectors import ablation_detectors, fit_detector, make_detectors, predict, space_for, tune
-from .features import cached_features, model_fingerprint
+from .baselines import (
+    ablation_detectors,
+    check_detector_names,
+    fit_detector,
+    make_detectors,
+    predict,
+    space_for,
+    tune,
+)
+from .cifar10 import CIFAR10Benchmark, Sizes
+from .features import FeatureBenchmark, cached_features, model_fingerprint
 from .metrics import fpr_at_id_tpr
-
-
-@dataclass
-class BenchmarkResult:
-    """
-    Outcome of :func:`run_benchmark`.
-
-    :param records: one dict per detector and OOD set: ``backbone``, ``detector``, ``dataset``,
-        ``AUROC``, ``AUPR-IN``, ``AUPR-OUT``, ``FPR95TPR`` (pytorch-ood) and ``FPR95`` (papers)
-    :param ablation: the same for LINe with clipping / activation / weight pruning on and off
-    :param scores: ``detector -> {"ID": scores, dataset: scores}`` on the test sets
-    :param meta: backbone, sizes, accuracy, tuned hyperparameters, timings
-    """
-
-    records: List[Dict] = field(default_factory=list)
-    ablation: List[Dict] = field(default_factory=list)
-    scores: Dict[str, Dict[str, Tensor]] = field(default_factory=dict)
-    meta: Dict = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        """:return: records, ablation and meta as JSON (no scores)"""
-        return json.dumps(
-            {"meta": self.meta, "records": self.records, "ablation": self.ablation}, indent=1
-        )
+from .report import ComparisonResult
 
 
 def _evaluate(
@@ -65,7 +53,7 @@ def _evaluate(
     return records, scores
 
 
-def run_benchmark(
+def compare_detectors(
     backbone: Union[str, ZooModel] = "densenet_bc100",
     sizes: Optional[Sizes] = None,
     detectors: Optional[Sequence[str]] = None,
@@ -80,7 +68,7 @@ def run_benchmark(
     num_workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
-) -> BenchmarkResult:
+) -> ComparisonResult:
     """
     Fit, tune and evaluate every detector on one backbone (see the module docstring).
 
@@ -104,6 +92,8 @@ def run_benchmark(
     :return: records, ablation records, test scores and metadata
     """
     start = time.perf_counter()
+    if detectors is not None:  # before the minutes of feature extraction
+        check_detector_names(detectors, line)
     sizes = sizes or Sizes()
     zoo = load_model(backbone) if isinstance(backbone, str) else backbone
     name = zoo.name
@@ -112,7 +102,7 @@ def run_benchmark(
     encoder, w, b = split_backbone(zoo)
     zoo.model.to(device)
     key = f"{name}|{model_fingerprint(zoo.model)}"
-    images = LocalCIFAR10(zoo.transform, sizes, ood, data_dir)
+    images = CIFAR10Benchmark(zoo.transform, sizes, ood, data_dir)
 
     timings: Dict[str, float] = {}
 
@@ -147,11 +137,8 @@ def run_benchmark(
 
     base = make_detectors(w, b, line=line)
     if detectors is not None:
-        unknown = set(detectors) - set(base)
-        if unknown:
-            raise KeyError(f"Unknown detectors {sorted(unknown)}; known: {', '.join(base)}")
         base = {k: v for k, v in base.items() if k in detectors}
-    result = BenchmarkResult()
+    result = ComparisonResult()
     tuned_params: Dict[str, Dict] = {}
     fit_times: Dict[str, float] = {}
     names = list(base)

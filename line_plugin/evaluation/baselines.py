@@ -1,9 +1,10 @@
 """
-Every detector of the comparison working on cached penultimate features: an identity encoder,
-the linear head as logits model, features as 1 x 1 feature maps for ReAct, ASH and SCALE.
+The detectors of the comparison: pytorch-ood's post-hoc baselines and LINe, all working on
+cached penultimate features (an identity encoder, the linear head as logits model, features as
+1 x 1 feature maps for ReAct, ASH and SCALE); fitting, scoring and tuning them on features.
 """
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from pytorch_ood.api import Detector, FeaturesDetector, RequiresFittingException
@@ -87,23 +88,49 @@ def _knn(k: int = 50) -> Detector:
 
 
 def _line(w: Tensor, b: Tensor, preset: Optional[str] = "cifar10", **kwargs) -> Detector:
-    from ..detector import LINe
+    from .. import LINe
 
     if preset is not None:
         return LINe.from_preset(preset, nn.Identity(), w, b)
     return LINe(nn.Identity(), w, b, **kwargs)
 
 
+#: pytorch-ood's baselines of the comparison, in the order of the tables
+BASELINES = ("MSP", "Energy", "ReAct", "DICE", "ASH", "SCALE", "ViM", "KNN", "Mahalanobis")
+
+
+def detector_names(line: bool = True) -> List[str]:
+    """
+    :param line: include ``"LINe"``
+    :return: the names of :func:`make_detectors`, in its order
+    """
+    return list(BASELINES) + (["LINe"] if line else [])
+
+
+def check_detector_names(names: Sequence[str], line: bool = True) -> None:
+    """
+    The one check of detector names, made before any feature is extracted.
+
+    :param names: names asked for
+    :param line: whether LINe is among the detectors
+    :raises ValueError: naming the unknown names and listing the known ones
+    """
+    known = detector_names(line)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown detectors {unknown}; known: {', '.join(known)}")
+
+
 def make_detectors(w: Tensor, b: Tensor, line: bool = True) -> Dict[str, Detector]:
     """
     Every detector of the comparison, at its default or paper settings, working on features
     (identity encoder; the linear head as logits model). ``"(tuned)"`` copies are made by
-    :func:`run_benchmark` for those with a ``hyperparameter_space``.
+    :func:`~line_plugin.evaluation.compare_detectors` for those with a ``hyperparameter_space``.
 
     :param w: head weight, :math:`K \\times D`
     :param b: head bias, :math:`K`
     :param line: include LINe (paper preset ``cifar10``: ``p_a = p_w = 0.9``, ``clip = 1``)
-    :return: name -> unfitted detector
+    :return: name -> unfitted detector, named and ordered as :func:`detector_names`
     """
     head = _Head(w, b)
     d = w.shape[1]

@@ -1,86 +1,18 @@
 """
-The local CIFAR-10 benchmark over images (:class:`LocalCIFAR10`, with its validation split
-of held-out training images and synthetic OOD images) and over cached features
-(:class:`FeatureBenchmark`).
+The images of the comparison: :class:`CIFAR10Benchmark`, a :class:`pytorch_ood.benchmark.Benchmark`
+over the local JPEG CIFAR-10 and OOD sets, with its validation split of held-out training images
+and synthetic OOD images (:mod:`.synthetic`), at the subset sizes of :class:`Sizes`.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import torch
-from PIL import Image
 from pytorch_ood.benchmark import Benchmark
-from pytorch_ood.dataset.img import GaussianNoise, UniformNoise
-from torch import Tensor
-from torch.utils.data import ConcatDataset, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from ..data import CIFAR10JPEG, OOD_SETS, ood_set, subset
-
-
-class Jigsaw(Dataset):
-    """
-    Synthetic OOD images: each image of ``dataset`` cut into ``grid`` x ``grid`` tiles that are
-    shuffled (a fixed permutation per item). Low-level statistics stay those of the ID data.
-
-    :param dataset: yields ``(PIL image, label)``
-    :param grid: tiles per side
-    :param seed: random seed of the permutations
-    :param transform: applied to the shuffled image
-    """
-
-    def __init__(self, dataset: Dataset, grid: int = 4, seed: int = 0, transform=None):
-        self.dataset = dataset
-        self.grid = grid
-        self.seed = seed
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, item: int) -> Tuple[object, int]:
-        img, _ = self.dataset[item]
-        arr = np.asarray(img)
-        h, w = arr.shape[0] // self.grid, arr.shape[1] // self.grid
-        tiles = [
-            arr[i * h : (i + 1) * h, j * w : (j + 1) * w]
-            for i in range(self.grid)
-            for j in range(self.grid)
-        ]
-        order = np.random.default_rng([self.seed, item]).permutation(len(tiles))
-        rows = [
-            np.concatenate([tiles[k] for k in order[r * self.grid : (r + 1) * self.grid]], 1)
-            for r in range(self.grid)
-        ]
-        out = Image.fromarray(np.ascontiguousarray(np.concatenate(rows, 0)))
-        if self.transform is not None:
-            out = self.transform(out)
-        return out, -1
-
-
-class _PerItemSeed:
-    # pytorch-ood's noise sets draw from one generator in call order; seeding per item makes an
-    # image depend only on (seed, index), whatever the order or the data loader workers
-    seed: int = 0
-
-    def __getitem__(self, item: int):
-        self.generator = np.random.default_rng([self.seed, item])
-        return super().__getitem__(item)
-
-
-class _GaussianNoise(_PerItemSeed, GaussianNoise):
-    pass
-
-
-class _UniformNoise(_PerItemSeed, UniformNoise):
-    pass
-
-
-def _noise(cls, n: int, seed: int, transform) -> Dataset:
-    ds = cls(n, (32, 32, 3), transform, seed=seed)
-    ds.seed = seed
-    return ds
+from .synthetic import GaussianNoise, Jigsaw, UniformNoise
 
 
 @dataclass
@@ -121,7 +53,7 @@ def _take(dataset: Dataset, n: Optional[int], seed: int, exclude=None) -> Datase
     return subset(dataset, len(dataset) if n is None else n, seed, exclude=exclude)
 
 
-class LocalCIFAR10(Benchmark):
+class CIFAR10Benchmark(Benchmark):
     """
     CIFAR-10 (JPEG copy) against the local OOD sets (:data:`~line_plugin.data.OOD_SETS`): the ID
     test set combined with each OOD set; :meth:`train_set` is a subset of the JPEG training set.
@@ -155,8 +87,8 @@ class LocalCIFAR10(Benchmark):
         noise = s.val_ood // 2
         self._val_ood = ConcatDataset(
             [
-                _noise(_GaussianNoise, noise - noise // 2, s.seed, transform),
-                _noise(_UniformNoise, noise // 2, s.seed, transform),
+                GaussianNoise(noise - noise // 2, s.seed, transform),
+                UniformNoise(noise // 2, s.seed, transform),
                 Jigsaw(jig_src, seed=s.seed, transform=transform),
             ]
         )
@@ -186,41 +118,4 @@ class LocalCIFAR10(Benchmark):
             return list(self._ood)
         if known:
             return [self._id_test]
-        raise ValueError("known and unknown cannot both be false")
-
-
-class FeatureBenchmark(Benchmark):
-    """
-    A benchmark over precomputed features: its datasets yield ``(features, label)``. Detectors
-    evaluated on it take features as input (identity encoder, linear head as model).
-
-    :param train: fit features and labels
-    :param test_id: ID test features and labels
-    :param ood: OOD test features by dataset name
-    """
-
-    def __init__(
-        self, train: Tuple[Tensor, Tensor], test_id: Tuple[Tensor, Tensor], ood: Dict[str, Tensor]
-    ):
-        self.train = train
-        self.test_id = test_id
-        self.ood = ood
-        self.ood_names = list(ood)
-
-    def train_set(self) -> Dataset:
-        return TensorDataset(*self.train)
-
-    def _ood_set(self, name: str) -> Dataset:
-        z = self.ood[name]
-        return TensorDataset(z, torch.full((len(z),), -1, dtype=torch.long))
-
-    def test_sets(self, known: bool = True, unknown: bool = True) -> List[Dataset]:
-        if known and unknown:
-            return [
-                ConcatDataset([TensorDataset(*self.test_id), self._ood_set(n)]) for n in self.ood
-            ]
-        if unknown:
-            return [self._ood_set(n) for n in self.ood]
-        if known:
-            return [TensorDataset(*self.test_id)]
         raise ValueError("known and unknown cannot both be false")

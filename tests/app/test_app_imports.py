@@ -1,0 +1,67 @@
+"""
+The application's imports run one way: the CLI over the evaluation over zoo and data; inside the
+evaluation, each module imports only those before it in the flow (runner -> images -> features ->
+detectors -> report, read backwards). Read from the sources, so that a lazy import inside a
+function counts too.
+"""
+
+import ast
+from pathlib import Path
+from typing import Set
+
+import pytest
+
+import line_plugin
+
+PACKAGE = Path(line_plugin.__file__).parent
+
+#: the evaluation's modules in the order of the flow; each may import only those before it
+FLOW = ["metrics", "synthetic", "cifar10", "features", "baselines", "report", "runner"]
+
+
+def imported(path: Path) -> Set[str]:
+    """the ``line_plugin`` modules a source file imports, as dotted names below the package"""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            names = [f"{name}.{a.name}" for a in node.names] if not node.module else [name]
+            out.update(n for n in names if n.startswith("line_plugin"))
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("line_plugin"))
+    return out
+
+
+def test_imported_reads_relative_and_lazy_imports(tmp_path):
+    source = PACKAGE / "evaluation" / "runner.py"
+    found = imported(source)
+    assert "line_plugin.evaluation.features" in found
+    assert "line_plugin.zoo" in found
+
+
+@pytest.mark.parametrize("name", FLOW)
+def test_evaluation_modules_import_only_earlier_ones(name):
+    found = imported(PACKAGE / "evaluation" / f"{name}.py")
+    inside = {m.split(".")[2] for m in found if m.startswith("line_plugin.evaluation.")}
+    later = inside - set(FLOW[: FLOW.index(name)])
+    assert not later, f"evaluation/{name}.py imports {sorted(later)}"
+    assert not any(m.startswith("line_plugin.cli") for m in found)
+
+
+@pytest.mark.parametrize("name", ["data", "zoo"])
+def test_data_and_zoo_import_no_evaluation_or_cli(name):
+    found = imported(PACKAGE / f"{name}.py")
+    assert not {m for m in found if m.startswith(("line_plugin.evaluation", "line_plugin.cli"))}
+
+
+def test_features_and_report_do_not_reach_back():
+    # the cache keys are generic: features.py needs no dataset class of the benchmark
+    assert not imported(PACKAGE / "evaluation" / "features.py")
+    # the result type lives with its rendering: report.py does not import the runner
+    assert "line_plugin.evaluation.runner" not in imported(PACKAGE / "evaluation" / "report.py")
