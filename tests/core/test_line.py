@@ -1,6 +1,7 @@
 """
-LINe against an independent per-sample float64 reference, its special cases (Energy, ReAct),
-hyperparameter changes, state round trips, and pytorch-ood integration, on synthetic tensors.
+The core detector (the upstream module) against an independent per-sample float64 reference, its
+special cases (Energy, ReAct), hyperparameter changes, state round trips, and pytorch-ood's
+conventions (labels, the ``detector`` argument), on synthetic tensors.
 """
 
 import unittest
@@ -11,9 +12,10 @@ from pytorch_ood.api import RequiresFittingException
 from pytorch_ood.detector import ReAct
 from pytorch_ood.detector.energy import EnergyBased
 from reference import reference_line_scores
+from synthetic import synthetic
 from torch.utils.data import DataLoader, TensorDataset
 
-from line_plugin import PRESETS, LINe
+from line_plugin.core import LINe
 
 SETTINGS = [
     (0.9, 0.9, 1.0),  # the CIFAR-10 preset
@@ -25,17 +27,6 @@ SETTINGS = [
     (0.3, 0.7, None),
     (1.0, 1.0, 1.0),  # everything pruned: the logits are the bias
 ]
-
-
-def synthetic(num_classes=7, num_features=13, n=400, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(num_classes, num_features, generator=g)
-    b = torch.randn(num_classes, generator=g)
-    y = torch.arange(n) % num_classes
-    # post-ReLU-like features whose mean depends on the class
-    centers = torch.rand(num_classes, num_features, generator=g) * 2
-    x = torch.relu(centers[y] + torch.randn(n, num_features, generator=g))
-    return x, y, w, b
 
 
 class TestAgainstReference(unittest.TestCase):
@@ -141,7 +132,7 @@ class TestFitAndHyperparameters(unittest.TestCase):
     def test_fit_loader_equals_fit_features(self):
         encoder = torch.nn.Identity()
         loader = DataLoader(TensorDataset(self.x, self.y), batch_size=32)
-        a = LINe(encoder, self.w, self.b).fit(loader, progress=False)
+        a = LINe(encoder, self.w, self.b).fit(loader)
         b = LINe(None, self.w, self.b).fit_features(self.x, self.y)
         torch.testing.assert_close(a.class_means, b.class_means, rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(a.predict_features(self.test), b.predict_features(self.test))
@@ -171,24 +162,6 @@ class TestFitAndHyperparameters(unittest.TestCase):
         )
         self.assertFalse(torch.allclose(before, det.predict_features(self.test)))
 
-    def test_clip_quantile(self):
-        det = LINe(None, self.w, self.b, clip=None, clip_quantile=0.9)
-        det.fit_features(self.x, self.y)
-        self.assertAlmostEqual(det.clip, float(np.quantile(self.x.numpy(), 0.9)), places=6)
-        det.clip_quantile = 0.5
-        self.assertAlmostEqual(det.clip, float(np.quantile(self.x.numpy(), 0.5)), places=6)
-        det.clip = 2.0  # an absolute clip replaces the quantile
-        self.assertIsNone(det.clip_quantile)
-
-    def test_presets(self):
-        self.assertEqual(PRESETS["cifar10"], {"p_w": 0.9, "p_a": 0.9, "clip": 1.0})
-        self.assertEqual(PRESETS["cifar100"], {"p_w": 0.9, "p_a": 0.1, "clip": 1.0})
-        self.assertEqual(PRESETS["imagenet"], {"p_w": 0.1, "p_a": 0.1, "clip": 0.8})
-        det = LINe.from_preset("imagenet", None, self.w, self.b)
-        self.assertEqual(det.get_hyperparameters(), {"p_a": 0.1, "p_w": 0.1, "clip": 0.8})
-        with self.assertRaisesRegex(ValueError, "unknown preset"):
-            LINe.from_preset("svhn", None, self.w, self.b)
-
 
 class TestState(unittest.TestCase):
     def setUp(self):
@@ -202,17 +175,6 @@ class TestState(unittest.TestCase):
         self.assertEqual(other.get_hyperparameters(), self.det.get_hyperparameters())
         for name in ("class_means", "class_counts", "activation_keep", "weight_threshold"):
             self.assertTrue(torch.equal(getattr(other, name), getattr(self.det, name)), name)
-        self.assertTrue(
-            torch.equal(other.predict_features(self.test), self.det.predict_features(self.test))
-        )
-
-    def test_file_round_trip(self):
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/line.pt"
-            self.det.save(path)
-            other = LINe(None, self.w, self.b).load(path)
         self.assertTrue(
             torch.equal(other.predict_features(self.test), self.det.predict_features(self.test))
         )
@@ -232,15 +194,27 @@ class TestState(unittest.TestCase):
             LINe(None, self.w, self.b).state_dict()
 
 
-class TestSignedFeatures(unittest.TestCase):
-    def test_warns_on_signed_features_with_masks(self):
-        x, y, w, b = synthetic()
-        with self.assertLogs("line_plugin.detector", level="WARNING") as logs:
-            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x - x.mean(), y)
-        self.assertIn("% of the training activations are negative", logs.output[0])
+class TestConventions(unittest.TestCase):
+    def setUp(self):
+        self.x, self.y, self.w, self.b = synthetic()
+        self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(7)))
 
-    def test_no_warning_for_post_relu_features_or_without_masks(self):
-        x, y, w, b = synthetic()
-        with self.assertNoLogs("line_plugin.detector", level="WARNING"):
-            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x, y)
-            LINe(None, w, b, p_a=0, p_w=0, clip=None).fit_features(x - x.mean(), y)
+    def test_integral_float_labels_are_labels(self):
+        # pytorch-ood's own tests pass float labels such as torch.zeros(n)
+        y = self.y.clone()
+        y[:20] = -1  # OOD samples are ignored, float or not
+        ints = LINe(None, self.w, self.b).fit_features(self.x, y)
+        floats = LINe(None, self.w, self.b).fit_features(self.x, y.float())
+        self.assertTrue(torch.equal(ints.class_means, floats.class_means))
+        self.assertTrue(torch.equal(ints.class_counts, floats.class_counts))
+        with self.assertRaisesRegex(ValueError, "labels must be integers"):
+            LINe(None, self.w, self.b).fit_features(self.x, y.float() + 0.25)
+
+    def test_detector_scores_the_pruned_logits(self):
+        det = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5, detector=lambda z: -z.max(dim=1).values)
+        det.fit_features(self.x, self.y)
+        z = det.pruned_logits(self.test)
+        self.assertTrue(torch.equal(det.predict_features(self.test), -z.max(dim=1).values))
+        energy = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5).fit_features(self.x, self.y)
+        self.assertTrue(torch.equal(energy.pruned_logits(self.test), z))
+        self.assertTrue(torch.equal(energy.predict_features(self.test), EnergyBased.score(z)))

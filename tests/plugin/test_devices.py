@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 import torch
-from test_properties import NUM_FEATURES, problem, rounding_bound
+from synthetic import NUM_FEATURES, problem, rounding_bound
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -82,13 +82,18 @@ def ieee_float32():
 # -- everywhere ----------------------------------------------------------------------------------
 
 
-def test_held_tensors_include_the_fitted_state_and_the_cache():
-    names = set(held_tensors(scored(fitted())))
-    expected = {"weight", "bias", "class_means", "class_counts", "activation_sample"}
-    expected |= {"activation_keep", "weight_threshold"}
-    expected |= {f"_compute.{dtype}.{t}" for dtype in ("torch.float32", "torch.float64")
-                 for t in ("w", "b", "keep", "threshold")}  # fmt: skip
-    assert expected <= names, expected - names
+def test_to_moves_every_held_tensor_the_scoring_cache_included():
+    # the meta device stands for any other device: every tensor the detector holds (its
+    # head, statistics, masks and the tensors cached for scoring) must follow it
+    unscored = held_tensors(fitted())
+    det = scored(fitted())
+    held = held_tensors(det)
+    assert {"weight", "bias", "class_means", "class_counts", "activation_sample"} <= set(held)
+    assert len(held) > len(unscored)  # scoring cached its compute tensors
+    assert det.to("meta") is det and det.device == torch.device("meta")
+    moved = held_tensors(det)
+    assert set(moved) == set(held)
+    assert [name for name, t in moved.items() if t.device.type != "meta"] == []
 
 
 def test_to_cpu_keeps_the_state_bitwise():

@@ -20,59 +20,23 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from synthetic import (
+    NUM_CLASSES,
+    NUM_FEATURES,
+    assert_same_state,
+    problem,
+    rounding_bound,
+    test_features,
+)
 from torch.utils.data import DataLoader, TensorDataset
 
 from line_plugin import LINe
-from line_plugin import statistics as line_statistics
+from line_plugin.plugin import sample as line_sample
 
-NUM_CLASSES, NUM_FEATURES = 7, 13
 FRACTIONS = st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0])
 CLIPS = st.sampled_from([None, 0.5, 1.0, 2.0])
 SEEDS = st.integers(0, 2**31 - 1)
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def problem(seed: int, n: int = 140, integer: bool = False, w_scale: float = 1.0):
-    """a head (w, b) and post-ReLU-like training features whose means depend on the class"""
-    g = torch.Generator().manual_seed(seed)
-    if integer:  # small integers: every product and sum below is exact in float32
-        w = torch.randint(-8, 9, (NUM_CLASSES, NUM_FEATURES), generator=g).float()
-        b = torch.randint(-8, 9, (NUM_CLASSES,), generator=g).float()
-    else:
-        w = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=g) * w_scale
-        b = torch.randn(NUM_CLASSES, generator=g)
-    y = torch.arange(n) % NUM_CLASSES
-    centers = torch.rand(NUM_CLASSES, NUM_FEATURES, generator=g) * 2
-    x = torch.relu(centers[y] + torch.randn(n, NUM_FEATURES, generator=g))
-    return x, y, w, b
-
-
-def test_features(seed: int, n: int, dtype: torch.dtype, integer: bool = False) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed + 1)
-    if integer:
-        return torch.randint(-3, 9, (n, NUM_FEATURES), generator=g).to(dtype)
-    return (torch.relu(torch.randn(n, NUM_FEATURES, generator=g) + 0.5) * 1.5).to(dtype)
-
-
-test_features.__test__ = False  # a helper, not a test
-
-
-def rounding_bound(det: LINe, x: torch.Tensor, scores: torch.Tensor, dtype: torch.dtype):
-    """
-    Largest difference, row by row, between two computations of the scores of ``x`` in
-    ``dtype`` that sum in different orders, and the margin the top two logits need so that
-    both pick the same class.
-    """
-    u = torch.finfo(dtype).eps / 2
-    h = x.double() if det.clip is None else x.double().clamp(max=det.clip)
-    w, b = det.weight.double(), det.bias.double()
-    magnitude = (h.abs() @ w.abs().T + b.abs()).amax(dim=1)
-    n = det.num_features + 1
-    logit_error = n * u / (1 - n * u) * magnitude
-    lse_error = (det.num_classes + 8) * u + 2 * u * scores.double().abs()
-    top2 = torch.topk(h @ w.T + b, 2, dim=1).values
-    gap = top2[:, 0] - top2[:, 1]
-    return 2 * (logit_error + lse_error), gap > 2 * logit_error
 
 
 def fitted(seed, p_a, p_w, clip, **kw) -> LINe:
@@ -83,17 +47,6 @@ def fitted(seed, p_a, p_w, clip, **kw) -> LINe:
 def split(x: torch.Tensor, cuts):
     bounds = [0, *sorted(set(cuts)), x.shape[0]]
     return [x[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
-
-
-def assert_same_state(a: LINe, b: LINe) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for key, value in sa.items():
-        if isinstance(value, torch.Tensor):
-            assert value.dtype == sb[key].dtype, key
-            assert torch.equal(value, sb[key]), key
-        else:
-            assert value == sb[key], key
 
 
 # -- a sample's score does not depend on its batch -----------------------------------------------
@@ -183,7 +136,7 @@ def test_fit_does_not_depend_on_batching(seed, batch_sizes):
     # with a small sample capacity, the strided activation sample is the same too
     x, y, w, b = problem(seed)
     capacity = 64
-    with mock.patch.object(line_statistics, "SAMPLE_CAPACITY", capacity):
+    with mock.patch.object(line_sample, "SAMPLE_CAPACITY", capacity):
         whole = LINe(None, w, b).fit_features(x, y)
         for batch_size in batch_sizes:
             loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)

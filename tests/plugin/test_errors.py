@@ -96,8 +96,11 @@ class TestErrors(unittest.TestCase):
             LINe(None, self.w, self.b).fit_features(self.x, y)
 
     def test_bad_labels(self):
+        for bad in (self.y.float() + 0.5, torch.full((40,), math.nan)):
+            with self.assertRaisesRegex(ValueError, "labels must be integers"):
+                LINe(None, self.w, self.b).fit_features(self.x, bad)
         with self.assertRaisesRegex(ValueError, "labels must be integers"):
-            LINe(None, self.w, self.b).fit_features(self.x, self.y.float())
+            LINe(None, self.w, self.b).fit_features(self.x, self.y > 0)
         with self.assertRaisesRegex(ValueError, "labels must have shape"):
             LINe(None, self.w, self.b).fit_features(self.x, self.y[:-1])
 

@@ -1,0 +1,73 @@
+"""
+The redesign computes what version 0.1 computed, bit for bit: class means, activation masks,
+weight thresholds, clips and scores of ``line_plugin.LINe`` against the values that commit
+57bd2ad computed (``tests/golden/golden.pt``, made by ``tests/golden/make_golden.py``) on
+features of the four shared CIFAR-10 models and on an ImageNet-sized synthetic head.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from line_plugin import LINe
+from line_plugin.core import LINe as CoreLINe
+
+GOLDEN = torch.load(Path(__file__).parents[1] / "golden" / "golden.pt", weights_only=True)
+CASES = [
+    (model, setting) for model, entry in GOLDEN["models"].items() for setting in entry["outputs"]
+]
+
+
+def digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("model,setting", CASES)
+def test_shared_model_features(model, setting):
+    entry = GOLDEN["models"][model]
+    expected = entry["outputs"][setting]
+    x_fit, x_test = entry["x_fit"].float(), entry["x_test"]
+    det = LINe(None, entry["weight"], entry["bias"], **expected["hyperparameters"])
+    det.fit_features(x_fit, entry["y_fit"])
+    assert digest(det.class_means) == expected["class_means_sha256"]
+    assert det.clip == expected["clip"]
+    assert torch.equal(det.predict_features(x_test.float()), expected["scores32"])
+    assert torch.equal(det.predict_features(x_test.double()), expected["scores64"])
+    assert digest(det.activation_keep) == expected["activation_keep_sha256"]
+    assert digest(det.weight_threshold) == expected["weight_threshold_sha256"]
+
+
+@pytest.mark.parametrize("model", list(GOLDEN["models"]))
+def test_core_detector_is_the_same(model):
+    """the upstream module alone, with the clip that the plugin fitted as a quantile"""
+    entry = GOLDEN["models"][model]
+    for setting, expected in entry["outputs"].items():
+        hp = {k: v for k, v in expected["hyperparameters"].items() if k != "clip_quantile"}
+        hp["clip"] = expected["clip"]
+        det = CoreLINe(None, entry["weight"], entry["bias"], **hp)
+        det.fit_features(entry["x_fit"].float(), entry["y_fit"])
+        assert torch.equal(det.predict_features(entry["x_test"].float()), expected["scores32"])
+        assert digest(det.weight_threshold) == expected["weight_threshold_sha256"], setting
+
+
+def test_imagenet_sized_head():
+    """K = 1000, D = 2048: the selection route of the weight thresholds"""
+    rng = np.random.default_rng(0)
+    k, d, n = 1000, 2048, 2000
+    w = torch.from_numpy(rng.normal(0, 0.02, (k, d)).astype(np.float32))
+    b = torch.from_numpy(rng.normal(0, 0.1, k).astype(np.float32))
+    x = torch.from_numpy(np.maximum(rng.normal(0.3, 0.5, (n, d)), 0).astype(np.float32))
+    y = torch.arange(n) % k
+    x_test = torch.from_numpy(np.maximum(rng.normal(0.3, 0.6, (64, d)), 0).astype(np.float32))
+    golden = GOLDEN["imagenet_scale"]
+    inputs = torch.cat([w.flatten(), b, x.flatten(), x_test.flatten()])
+    assert digest(inputs) == golden["inputs_sha256"], "NumPy generated other inputs"
+    for setting in ("imagenet", "cifar10"):
+        expected = golden[setting]
+        det = LINe(None, w, b, **expected["hyperparameters"]).fit_features(x, y)
+        assert digest(det.activation_keep) == expected["activation_keep_sha256"]
+        assert digest(det.weight_threshold) == expected["weight_threshold_sha256"]
+        assert torch.equal(det.predict_features(x_test.double()), expected["scores64"])
