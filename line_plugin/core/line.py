@@ -370,8 +370,9 @@ class LINe(FeaturesDetector):
         """
         if self.encoder is None:
             raise ModelNotSetException("LINe.predict() needs an encoder; use predict_features()")
+        device = self.device
         with torch.no_grad():
-            return self.predict_features(self.encoder(x))
+            return self.predict_features(self.encoder(x if device is None else x.to(device)))
 
     @torch.no_grad()
     def predict_features(self, x: Tensor) -> Tensor:
