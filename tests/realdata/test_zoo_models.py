@@ -26,26 +26,6 @@ def _accuracy(zoo: ZooModel, n: int = ACCURACY_SUBSET) -> float:
     return correct / len(ds)
 
 
-class TestDenseNet3(unittest.TestCase):
-    def test_shapes_and_head(self):
-        torch.manual_seed(0)
-        model = DenseNet3(100, 10).eval()
-        x = torch.randn(2, 3, 32, 32)
-        with torch.no_grad():
-            maps = model.feature_maps(x)
-            z = model.features(x)
-            logits = model(x)
-        self.assertEqual(maps.shape, (2, 342, 8, 8))
-        self.assertEqual(z.shape, (2, 342))
-        self.assertTrue((z >= 0).all())
-        self.assertEqual(model.fc.in_features, 342)
-        torch.testing.assert_close(logits, z @ model.fc.weight.T + model.fc.bias)
-
-    def test_bad_depth(self):
-        with self.assertRaises(ValueError):
-            DenseNet3(depth=99)
-
-
 @pytest.mark.slow
 class TestLoad(unittest.TestCase):
     def test_models_listed(self):
@@ -100,15 +80,3 @@ class TestLoad(unittest.TestCase):
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(again.model(x), zoo.model(x), atol=1e-5, rtol=0)
-
-
-class TestErrors(unittest.TestCase):
-    def test_unknown_model_lists_known(self):
-        with self.assertRaisesRegex(KeyError, "densenet_bc100.*convnext_atto"):
-            load_model("resnet50")
-
-    def test_missing_dir_and_file(self):
-        with self.assertRaisesRegex(FileNotFoundError, "nonexistent"):
-            load_model("densenet_bc100", models_dir="/nonexistent")
-        with self.assertRaisesRegex(FileNotFoundError, "nonexistent"):
-            load_checkpoint("resnet18", "/nonexistent/x.pt")
