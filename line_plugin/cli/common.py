@@ -8,7 +8,7 @@ import pickle
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -103,56 +103,6 @@ def data_root(folder: Optional[str]) -> Path:
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"data folder {folder!r} does not exist (--data)")
     return Path(folder)
-
-
-# -- state files ---------------------------------------------------------------------------------
-
-#: marks a file written by ``line-ood fit``
-STATE_FORMAT = "line-ood state"
-STATE_VERSION = 1
-
-
-def save_state(
-    path: str, detector, backbone: str, classes: Optional[List[str]], source: str
-) -> None:
-    """
-    Save a fitted detector with the name of its backbone, its class names and its data source.
-
-    :param path: the output file
-    :param detector: the fitted detector
-    :param backbone: the backbone's name
-    :param classes: class names in label order, or ``None``
-    :param source: description of the training data
-    """
-    state = {
-        "format": STATE_FORMAT,
-        "version": STATE_VERSION,
-        "backbone": backbone,
-        "classes": classes,
-        "source": source,
-        "line": detector.state_dict(),
-    }
-    torch.save(state, path)
-
-
-def read_state(path: str) -> Dict:
-    """
-    :param path: a file written by :func:`save_state`
-    :return: its content
-    :raises FileNotFoundError: if the file is missing
-    :raises ValueError: if it is no ``line-ood fit`` state
-    """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"state file {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle or zip errors: not a state file
-        raise ValueError(f"{path!r} is not a state saved by 'line-ood fit'") from e
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path!r} is not a state saved by 'line-ood fit'")
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path!r}: unsupported state version {state.get('version')!r}")
-    return state
 
 
 # -- checks and messages -------------------------------------------------------------------------

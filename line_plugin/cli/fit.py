@@ -1,6 +1,7 @@
 """
 ``line-ood fit``: fit LINe for a backbone on a training set and save its state, with the
-backbone's name and the class names, for ``line-ood score``.
+backbone's name, the class names and the training data as metadata (the detector's own file
+format, :meth:`line_plugin.LINe.save`), for ``line-ood score``.
 """
 
 import argparse
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = data.subset(dataset, args.fit_samples, seed=args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     detector.fit(loader, progress=args.progress)
-    common.save_state(args.out, detector, backbone.name, class_names(dataset), source)
+    detector.save(args.out, backbone=backbone.name, classes=class_names(dataset), source=source)
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
         f"{backbone.name} on {common.plural(len(dataset), 'image')} of {source}; "

@@ -1,6 +1,6 @@
 """
-``line-ood score``: score image files with a state saved by ``line-ood fit``, as CSV
-(``file``, ``score``, ``class``).
+``line-ood score``: score image files with a state saved by ``line-ood fit`` (or by
+:meth:`line_plugin.LINe.save`, given ``--backbone``), as CSV (``file``, ``score``, ``class``).
 """
 
 import argparse
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import LINe
+from ..plugin.state import read_state
 from . import common
 
 EXAMPLES = """examples:
@@ -32,16 +33,15 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 def run(args: argparse.Namespace) -> int:
     """``line-ood score``: score image files with a saved state, as CSV."""
-    state = common.read_state(args.state)
-    name = args.backbone or state["backbone"]
-    check_backbone(state, name, args.state)
+    state, metadata = read_state(args.state)
+    name = backbone_name(metadata, args.backbone, args.state)
     files = find_images(args.images)
     common.check_output(args.out)
     backbone = common.load_backbone(name, args.models, args.device)
     detector = LINe(backbone.encoder, backbone.weight, backbone.bias)
-    detector.load_state_dict(state["line"]).to(args.device)
+    detector.load_state_dict(state).to(args.device)
     scores, labels = score_files(detector, backbone, files, args)
-    classes = state.get("classes")
+    classes = metadata.get("classes")
     if classes is None or len(classes) != len(backbone.weight):
         classes = None
     rows = [
@@ -53,17 +53,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_backbone(state: Dict, name: str, path: str) -> None:
+def backbone_name(metadata: Dict, name: Optional[str], path: str) -> str:
     """
-    :param state: from :func:`~line_plugin.cli.common.read_state`
-    :param name: the backbone to score with
-    :param path: the state file, for the message
-    :raises ValueError: if the state was fitted for a shared model of another name; for
-        ``ARCH:CHECKPOINT`` names, loading the state checks the head's weights instead
+    :param metadata: of the state file (:func:`line_plugin.plugin.state.read_state`)
+    :param name: ``--backbone``, or ``None`` for the one the state was fitted for
+    :param path: the state file, for the messages
+    :return: the backbone to score with
+    :raises ValueError: if the state was fitted for a shared model of another name (for
+        ``ARCH:CHECKPOINT`` names, loading the state checks the head's weights instead), or if
+        neither the state nor ``--backbone`` names one
     """
-    fitted = state["backbone"]
-    if fitted == name or ":" in fitted or ":" in name:
-        return
+    fitted = metadata.get("backbone")
+    if fitted is None:
+        if name is None:
+            raise ValueError(f"{path!r} names no backbone: pass --backbone")
+        return name
+    if name is None or fitted == name or ":" in fitted or ":" in name:
+        return name or fitted
     raise ValueError(
         f"{path!r} was fitted for backbone {fitted!r}, not {name!r}: "
         f"pass --backbone {fitted} or fit again"

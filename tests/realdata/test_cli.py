@@ -11,11 +11,11 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from line_plugin import data, zoo
+from line_plugin import LINe, data, zoo
 from line_plugin.cli import main
+from line_plugin.plugin.state import read_state
 
 BACKBONE = "resnet18"
 
@@ -70,16 +70,35 @@ def images(tmp_path_factory) -> Path:
 
 
 def test_fit_stores_backbone_classes_and_preset(state):
-    saved = torch.load(state, weights_only=True)
-    assert saved["backbone"] == BACKBONE
-    assert saved["classes"] == list(data.CIFAR10_CLASSES)
-    assert saved["line"]["hyperparameters"] == {
+    saved, metadata = read_state(state)
+    assert metadata["backbone"] == BACKBONE
+    assert metadata["classes"] == list(data.CIFAR10_CLASSES)
+    assert metadata["source"].endswith("cifar10_jpeg")
+    assert saved["hyperparameters"] == {
         "p_a": 0.9,
         "p_w": 0.9,
         "clip": 1.0,
         "clip_quantile": None,
     }
-    assert int(saved["line"]["class_counts"].sum()) == 200
+    assert int(saved["class_counts"].sum()) == 200
+
+
+def test_fit_writes_the_detectors_own_file(capsys, tmp_path, state, images):
+    # LINe.load reads the CLI's file; the CLI scores a file of LINe.save given --backbone
+    backbone = zoo.load_model(BACKBONE)
+    encoder, weight, bias = zoo.split_backbone(backbone)
+    detector = LINe(encoder, weight, bias).load(state)
+    plain = tmp_path / "plain.pt"
+    detector.save(plain)
+    image = str(images / "img0.png")
+    _, expected, _ = run(capsys, "score", "--state", str(state), image, "--no-progress")
+    code, out, err = run(
+        capsys, "score", "--state", str(plain), "--backbone", BACKBONE, image, "--no-progress"
+    )
+    assert code == 0, err
+    assert [r["score"] for r in rows_of(out)] == [r["score"] for r in rows_of(expected)]
+    code, _, err = run(capsys, "score", "--state", str(plain), image, "--no-progress")
+    assert code == 1 and "names no backbone: pass --backbone" in err
 
 
 def test_score_folder_recursively(capsys, state, images):
@@ -134,10 +153,10 @@ def test_fit_on_an_image_folder_keeps_its_class_names(capsys, tmp_path):
         *("--p-w", "0.5", "--clip-quantile", "0.9", "--out", str(out), "--no-progress"),
     )
     assert code == 0, err
-    saved = torch.load(out, weights_only=True)
-    assert saved["classes"] == [f"class{k}" for k in range(10)]
-    assert saved["line"]["hyperparameters"]["p_w"] == 0.5
-    assert saved["line"]["hyperparameters"]["clip_quantile"] == 0.9
+    saved, metadata = read_state(out)
+    assert metadata["classes"] == [f"class{k}" for k in range(10)]
+    assert saved["hyperparameters"]["p_w"] == 0.5
+    assert saved["hyperparameters"]["clip_quantile"] == 0.9
 
 
 # -- benchmark -----------------------------------------------------------------------------------
@@ -185,7 +204,7 @@ ERRORS = {
         "cannot load",
     ),
     "missing state": (["score", "--state", "{tmp}/none.pt", "{images}"], "does not exist"),
-    "not a state": (["score", "--state", "{bad}/bad.pt", "{images}"], "is not a state"),
+    "not a state": (["score", "--state", "{bad}/bad.pt", "{images}"], "is not a saved LINe state"),
     "unreadable image": (["score", "--state", "{state}", "{bad}/broken.png"], "cannot read image"),
     "state of another backbone": (
         ["score", "--state", "{state}", "--backbone", "densenet_bc100", "{images}"],
