@@ -56,6 +56,8 @@ def trace(
     :param names: names of the layers to record
     :param noise: tensors to add to the outputs of some of those layers (by name); the records
         hold the perturbed outputs
+    :param params: tensors that replace some of the model's parameters for this pass only (by
+        name in ``model.named_parameters()``), as :func:`torch.func.functional_call` takes them
     :return: the model's output and the records, in the order the layers first ran
     """
     records: Dict[str, LayerCall] = {}
