@@ -5,37 +5,12 @@ detectors -> report, read backwards). Read from the sources, so that a lazy impo
 function counts too.
 """
 
-import ast
-from pathlib import Path
-from typing import Set
-
 import pytest
-
-import line_plugin
-
-PACKAGE = Path(line_plugin.__file__).parent
+from imports import PACKAGE
+from imports import imported_line_plugin as imported
 
 #: the evaluation's modules in the order of the flow; each may import only those before it
 FLOW = ["metrics", "synthetic", "cifar10", "features", "baselines", "report", "runner"]
-
-
-def imported(path: Path) -> Set[str]:
-    """the ``line_plugin`` modules a source file imports, as dotted names below the package"""
-    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            names = [f"{name}.{a.name}" for a in node.names] if not node.module else [name]
-            out.update(n for n in names if n.startswith("line_plugin"))
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("line_plugin"))
-    return out
 
 
 def test_imported_reads_relative_and_lazy_imports(tmp_path):
