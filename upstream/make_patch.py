@@ -44,7 +44,7 @@ SDIST_SHA256 = "1f7cb44eb7d2ed6a9fd59352e34af25a5ce96e3605167882c33026d36c002a00
 DETECTOR = "src/pytorch_ood/detector/line.py"
 EXPORTS = "src/pytorch_ood/detector/__init__.py"
 #: files copied verbatim from upstream/files/ (same relative path in the patch)
-COPIED = ("docs/source/detector/line.rst", "tests/detectors/test_line.py")
+COPIED = ("docs/detectors/line.rst", "tests/detectors/test_line.py")
 
 AUTOCLASS = ("..  autoclass:: line_plugin.core.LINe", "..  autoclass:: pytorch_ood.detector.LINe")
 #: absolute imports of the core -> the relative imports of pytorch-ood's detectors
