@@ -73,7 +73,7 @@ def run_comparison(model: zoo.ZooModel, data_dir: Path, args: argparse.Namespace
         features_dir=args.cache,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        progress=args.progress,
+        progress=common.show_progress(args),
     )
 
 

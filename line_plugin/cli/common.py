@@ -5,13 +5,16 @@ backbone by name.
 
 import argparse
 import pickle
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .. import data, zoo
 
@@ -105,6 +108,30 @@ def data_root(folder: Optional[str]) -> Path:
     return Path(folder)
 
 
+@torch.no_grad()
+def score_dataset(
+    detector, backbone: Backbone, dataset, args: argparse.Namespace, desc: str = "score"
+) -> Tuple[Tensor, Tensor]:
+    """
+    :param detector: a fitted :class:`line_plugin.LINe` for ``backbone``
+    :param backbone: the split backbone
+    :param dataset: of ``(image tensor, label)``
+    :param args: with ``batch_size``, ``workers``, ``device`` and ``quiet``
+    :param desc: progress bar label (a bar only on a terminal, see :func:`show_progress`)
+    :return: outlier scores and the classifier's predicted labels, :math:`N` each
+    """
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    scores, labels = [], []
+    for x, _ in tqdm(loader, desc=desc, disable=not show_progress(args), leave=False):
+        z = backbone.encoder(x.to(args.device))
+        scores.append(detector.predict_features(z).cpu())
+        w, b = backbone.weight.to(z), backbone.bias.to(z)
+        labels.append(torch.addmm(b, z, w.T).argmax(dim=1).cpu())
+    if not scores:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    return torch.cat(scores), torch.cat(labels)
+
+
 # -- checks and messages -------------------------------------------------------------------------
 
 
@@ -157,7 +184,7 @@ def common_options(backbone_default: Optional[str]) -> argparse.ArgumentParser:
     """
     :param backbone_default: the default of ``--backbone`` (``None``: the state's)
     :return: a parent parser with ``--backbone``, ``--models``, ``--batch-size``, ``--workers``
-        and ``--no-progress``
+        and ``--quiet`` (alias ``--no-progress``)
     """
     parent = argparse.ArgumentParser(add_help=False)
     shown = backbone_default or "the one the state was fitted for"
@@ -180,9 +207,22 @@ def common_options(backbone_default: Optional[str]) -> argparse.ArgumentParser:
         "--workers", type=int, default=0, metavar="N", help="data loader processes (default: 0)"
     )
     parent.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+        "-q",
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bars, on a terminal either (without a terminal there are none)",
     )
     return parent
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """
+    :return: whether to show progress bars: only where stderr is a terminal and without
+        ``--quiet``, so that a log file or a CI log holds no carriage-return frames
+    """
+    return not args.quiet and sys.stderr.isatty()
 
 
 def data_option(parser) -> None:

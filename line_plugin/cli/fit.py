@@ -2,17 +2,30 @@
 ``line-ood fit``: fit LINe for a backbone on a training set and save its state, with the
 backbone's name, the class names and the training data as metadata (the detector's own file
 format, :meth:`line_plugin.LINe.save`), for ``line-ood score``.
+
+A share of the training images (``--calibration``) is held out of the fit; their scores set the
+threshold of ``line-ood score`` at an ID true-positive rate (``--tpr``, see
+:func:`line_plugin.calibration.threshold_at_tpr`), saved in the metadata as ``threshold``,
+``tpr`` and ``calibration_images`` (with ``fit_images``).
 """
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import PRESETS, LINe, data
+from ..calibration import (
+    DEFAULT_FRACTION,
+    DEFAULT_TPR,
+    calibration_split,
+    check_fraction,
+    check_tpr,
+    threshold_at_tpr,
+)
 from . import common
 
 EXAMPLES = """examples:
@@ -20,15 +33,23 @@ EXAMPLES = """examples:
   line-ood fit --backbone resnet18 --fit-samples 5000 --p-w 0.5 --out line_resnet18.pt
   line-ood fit --backbone resnet18:model.pt --train-folder train/ --clip-quantile 0.9 --out s.pt
 
+  line-ood fit --calibration 0.2 --tpr 0.9 --out line.pt   # threshold keeps 90 % of ID
+  line-ood fit --calibration 0 --out line.pt                # no threshold
+
 --train-folder takes an image folder (one sub-folder of images per class), torchvision's
-CIFAR-10 folder (cifar-10-batches-py) or a JPEG pack folder."""
+CIFAR-10 folder (cifar-10-batches-py) or a JPEG pack folder.
+
+--calibration F holds out F of the training images (of --fit-samples, if given), stratified by
+class and chosen by --seed, and fits on the rest; the threshold saved for 'line-ood score' is
+the smallest held-out score such that at least --tpr of the held-out scores are at or below
+it. Images scoring above it are flagged as out-of-distribution."""
 
 #: default of ``--clip``: not given (``None`` means "no clipping")
 UNSET = object()
 
 
 def run(args: argparse.Namespace) -> int:
-    """``line-ood fit``: fit LINe on a training set and save its state."""
+    """``line-ood fit``: fit LINe on a training set, calibrate its threshold, save its state."""
     common.check_output(args.out)
     LINe(None, torch.zeros(1, 1), **hyperparameters(args))  # bad values fail here, not later
     _check_training_source(args.data, args.train_folder)  # fails before the model is loaded
@@ -38,16 +59,46 @@ def run(args: argparse.Namespace) -> int:
     source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
     if args.fit_samples is not None:
         dataset = data.subset(dataset, args.fit_samples, seed=args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    detector.fit(loader, progress=args.progress)
-    detector.save(args.out, backbone=backbone.name, classes=class_names(dataset), source=source)
+    fit_set, held_out = calibration_sets(dataset, args.calibration, args.seed)
+    loader = DataLoader(fit_set, batch_size=args.batch_size, num_workers=args.workers)
+    detector.fit(loader, progress=common.show_progress(args))
+    metadata = {"backbone": backbone.name, "classes": class_names(dataset), "source": source}
+    metadata["fit_images"] = len(fit_set)
+    calibrated = ""
+    if held_out is not None:
+        scores, _ = common.score_dataset(detector, backbone, held_out, args, desc="calibration")
+        metadata["threshold"] = threshold_at_tpr(scores, args.tpr)
+        metadata["tpr"] = args.tpr
+        metadata["calibration_images"] = len(held_out)
+        calibrated = (
+            f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of "
+            f"{len(held_out)} held-out images"
+        )
+    detector.save(args.out, **metadata)
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
-        f"{backbone.name} on {common.plural(len(dataset), 'image')} of {source}; "
+        f"{backbone.name} on {common.plural(len(fit_set), 'image')} of {source}{calibrated}; "
         f"saved {args.out}",
         file=sys.stderr,
     )
     return 0
+
+
+def calibration_sets(
+    dataset: Dataset, fraction: float, seed: int
+) -> Tuple[Dataset, Optional[Dataset]]:
+    """
+    :param dataset: the training images, with labels (see :func:`line_plugin.data.labels_of`)
+    :param fraction: share held out for the calibration (``--calibration``); 0: none
+    :param seed: seed of the choice (``--seed``)
+    :return: the images to fit on and the held-out ones (``None`` if ``fraction`` is 0),
+        disjoint and stratified by class (:func:`line_plugin.calibration.calibration_split`)
+    :raises ValueError: if the split leaves no image on either side
+    """
+    if fraction == 0:
+        return dataset, None
+    fit, held_out = calibration_split(data.labels_of(dataset), len(dataset), fraction, seed)
+    return Subset(dataset, fit.tolist()), Subset(dataset, held_out.tolist())
 
 
 def make_detector(backbone: common.Backbone, preset: str, **hyperparameters) -> LINe:
@@ -106,6 +157,22 @@ def hyperparameters(args: argparse.Namespace) -> Dict:
     return out
 
 
+def _fraction(text: str) -> float:
+    """a calibration fraction in [0, 1)"""
+    try:
+        return check_fraction(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _rate(text: str) -> float:
+    """a true-positive rate in (0, 1]"""
+    try:
+        return check_tpr(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _clip(text: str) -> Optional[float]:
     """``none`` or a number"""
     if text.lower() == "none":
@@ -158,9 +225,30 @@ def add_parser(sub) -> None:
         type=common.count,
         default=None,
         metavar="N",
-        help="class-balanced subset of the training set (default: all)",
+        help="class-balanced subset of the training set, held-out images included (default: all)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset (default: 0)")
+    p.add_argument(
+        "--calibration",
+        type=_fraction,
+        default=DEFAULT_FRACTION,
+        metavar="F",
+        help="share of the training images held out, not fitted on, to set the threshold of "
+        f"'line-ood score' (stratified by class; 0: no threshold; default: {DEFAULT_FRACTION})",
+    )
+    p.add_argument(
+        "--tpr",
+        type=_rate,
+        default=DEFAULT_TPR,
+        metavar="R",
+        help="the threshold keeps this share of the held-out images: the smallest score with "
+        f"at least R of them at or below it (default: {DEFAULT_TPR})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the subset and the held-out images (default: 0)",
+    )
     common.device_option(p)
     p.add_argument("--out", required=True, metavar="STATE.pt", help="output state file")
     p.set_defaults(func=run)

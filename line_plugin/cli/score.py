@@ -1,56 +1,146 @@
 """
 ``line-ood score``: score image files with a state saved by ``line-ood fit`` (or by
-:meth:`line_plugin.LINe.save`, given ``--backbone``), as CSV (``file``, ``score``, ``class``).
+:meth:`line_plugin.LINe.save`, given ``--backbone``), and flag those above the state's
+threshold; as CSV (``file``, ``score``, ``class``, ``ood``) or JSON, with a one-line summary on
+stderr.
 """
 
 import argparse
 import csv
 import io
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import torch
+import numpy as np
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
 from .. import LINe
+from ..calibration import flag
 from ..plugin.state import read_state
 from . import common
 
 EXAMPLES = """examples:
   line-ood score --state line.pt images/               # CSV on stdout
   line-ood score --state line.pt --backbone densenet_bc100 a.png b.jpg --out scores.csv
+  line-ood score --state line.pt --threshold -8.5 --format json images/ > scores.json
 
 Scores are LINe's: higher means more likely out-of-distribution. The class column is the
-classifier's prediction."""
+classifier's prediction. ood is 1 where the score is above the threshold: the one 'line-ood
+fit --calibration' saved in the state (keeping --tpr of held-out training images), or
+--threshold. Without either, there is no ood column, and the summary says so.
+
+--format json writes one object: {"rows": [{"file", "score", "class", "ood"}, ...],
+"summary": {"scored", "flagged", "threshold", "threshold_from", "tpr", "state"}}; ood is
+true or false (absent without a threshold, and flagged, threshold, threshold_from are null)."""
 
 #: file name endings read when given a folder (case-insensitive)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+#: output formats of ``--format``
+FORMATS = ("csv", "json")
 
 
 def run(args: argparse.Namespace) -> int:
-    """``line-ood score``: score image files with a saved state, as CSV."""
+    """``line-ood score``: score image files with a saved state; CSV or JSON and a summary."""
     state, metadata = read_state(args.state)
     name = backbone_name(metadata, args.backbone, args.state)
+    threshold, source = decision_threshold(metadata, args.threshold, args.state)
     files = find_images(args.images)
     common.check_output(args.out)
     backbone = common.load_backbone(name, args.models, args.device)
     detector = LINe(backbone.encoder, backbone.weight, backbone.bias)
     detector.load_state_dict(state).to(args.device)
-    scores, labels = score_files(detector, backbone, files, args)
+    dataset = ImageFiles(files, backbone.transform)
+    scores, labels = common.score_dataset(detector, backbone, dataset, args)
     classes = metadata.get("classes")
     if classes is None or len(classes) != len(backbone.weight):
         classes = None
+    ood = None if threshold is None else flag(scores, threshold)
     rows = [
-        (str(f), f"{s:.6f}", classes[k] if classes else str(k))
+        {"file": str(f), "score": s, "class": classes[k] if classes else str(k)}
         for f, s, k in zip(files, scores.tolist(), labels.tolist())
     ]
-    _write_csv(rows, args.out)
-    print(f"scored {common.plural(len(rows), 'image')} with {args.state}", file=sys.stderr)
+    if ood is not None:
+        for row, is_ood in zip(rows, ood.tolist()):
+            row["ood"] = is_ood
+    summary = {
+        "scored": len(rows),
+        "flagged": None if ood is None else int(np.count_nonzero(ood)),
+        "threshold": threshold,
+        "threshold_from": source,
+        "tpr": metadata.get("tpr") if source == "state" else None,
+        "state": str(args.state),
+    }
+    text = to_json(rows, summary) if args.format == "json" else to_csv(rows)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(summary_line(summary), file=sys.stderr)
     return 0
+
+
+def decision_threshold(
+    metadata: Dict, threshold: Optional[float], path: str
+) -> Tuple[Optional[float], Optional[str]]:
+    """
+    :param metadata: of the state file
+    :param threshold: ``--threshold``, or ``None``
+    :param path: the state file, for the message
+    :return: the threshold and where it comes from (``"--threshold"``, ``"state"``), or
+        ``None, None`` if neither gives one
+    :raises ValueError: if the state's threshold is not a finite number
+    """
+    if threshold is not None:
+        return threshold, "--threshold"
+    saved = metadata.get("threshold")
+    if saved is None:
+        return None, None
+    if isinstance(saved, bool) or not isinstance(saved, (int, float)) or not math.isfinite(saved):
+        raise ValueError(f"{path!r} holds a threshold that is no finite number: {saved!r}")
+    return float(saved), "state"
+
+
+def summary_line(summary: Dict) -> str:
+    """
+    :param summary: as written by ``--format json``
+    :return: the one line printed on stderr: images scored and flagged, or why none is flagged
+    """
+    head = f"scored {common.plural(summary['scored'], 'image')} with {summary['state']}"
+    if summary["threshold"] is None:
+        return (
+            f"{head}; no threshold in the state, so no ood column: pass --threshold T, "
+            "or fit with --calibration F"
+        )
+    share = 100 * summary["flagged"] / max(summary["scored"], 1)
+    return (
+        f"{head}: {summary['flagged']} flagged as OOD ({share:.1f} %) at threshold "
+        f"{summary['threshold']:.4f}"
+    )
+
+
+def to_csv(rows: List[Dict]) -> str:
+    """:return: the rows as CSV (scores with 6 decimals, ``ood`` as 1 or 0)"""
+    buffer = io.StringIO()
+    columns = ["file", "score", "class"] + (["ood"] if rows and "ood" in rows[0] else [])
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        cells = {**row, "score": f"{row['score']:.6f}"}
+        if "ood" in row:
+            cells["ood"] = int(row["ood"])
+        writer.writerow([cells[c] for c in columns])
+    return buffer.getvalue()
+
+
+def to_json(rows: List[Dict], summary: Dict) -> str:
+    """:return: ``{"rows": rows, "summary": summary}`` as indented JSON"""
+    return json.dumps({"rows": rows, "summary": summary}, indent=1) + "\n"
 
 
 def backbone_name(metadata: Dict, name: Optional[str], path: str) -> str:
@@ -123,34 +213,15 @@ class ImageFiles(Dataset):
             raise ValueError(f"cannot read image {str(path)!r}: {common.first_line(e)}") from e
 
 
-@torch.no_grad()
-def score_files(
-    detector: LINe, backbone: common.Backbone, files: Sequence[Path], args: argparse.Namespace
-) -> Tuple[Tensor, Tensor]:
-    """
-    :return: outlier scores and the classifier's predicted labels of ``files``
-    """
-    dataset = ImageFiles(files, backbone.transform)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    scores, labels = [], []
-    for x, _ in tqdm(loader, desc="score", disable=not args.progress, leave=False):
-        z = backbone.encoder(x.to(args.device))
-        scores.append(detector.predict_features(z).cpu())
-        w, b = backbone.weight.to(z), backbone.bias.to(z)
-        labels.append(torch.addmm(b, z, w.T).argmax(dim=1).cpu())
-    return torch.cat(scores), torch.cat(labels)
-
-
-def _write_csv(rows: List[Tuple[str, str, str]], out: Optional[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("file", "score", "class"))
-    writer.writerows(rows)
-    if out is None:
-        sys.stdout.write(buffer.getvalue())
-    else:
-        Path(out).write_text(buffer.getvalue())
-        print(f"wrote {out}", file=sys.stderr)
+def _threshold(text: str) -> float:
+    """a finite number"""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def add_parser(sub) -> None:
@@ -158,14 +229,22 @@ def add_parser(sub) -> None:
     p = common.add_command(
         sub,
         "score",
-        help="score images with a saved state (CSV: file, score, class)",
+        help="score images with a saved state and flag the outliers (CSV or JSON)",
         description="Score image files (folders are searched recursively) with a state saved "
-        "by 'line-ood fit'; CSV with the columns file, score, class.",
+        "by 'line-ood fit' and flag those above its threshold; CSV with the columns file, "
+        "score, class, ood (or JSON), and a one-line summary on stderr.",
         epilog=EXAMPLES,
         parents=[common.common_options(None)],
     )
     p.add_argument("--state", required=True, metavar="STATE.pt", help="from 'line-ood fit'")
     p.add_argument("images", nargs="+", metavar="FOLDER_OR_FILE", help="images to score")
     common.device_option(p)
-    p.add_argument("--out", metavar="FILE.csv", help="write the CSV here (default: stdout)")
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        metavar="T",
+        help="flag scores above T (default: the threshold saved by 'line-ood fit')",
+    )
+    p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default: csv)")
+    p.add_argument("--out", metavar="FILE", help="write the scores here (default: stdout)")
     p.set_defaults(func=run)

@@ -80,7 +80,7 @@ def test_fit_stores_backbone_classes_and_preset(state):
         "clip": 1.0,
         "clip_quantile": None,
     }
-    assert int(saved["class_counts"].sum()) == 200
+    assert int(saved["class_counts"].sum()) == 180  # --calibration 0.1 held out 20
 
 
 def test_fit_writes_the_detectors_own_file(capsys, tmp_path, state, images):
@@ -229,7 +229,8 @@ ERRORS = {
         "does not exist",
     ),
     "training folder lacking classes": (
-        ["fit", "--backbone", BACKBONE, "--train-folder", "{images}", "--out", "{tmp}/x.pt"],
+        ["fit", "--backbone", BACKBONE, "--train-folder", "{images}", "--calibration", "0"]
+        + ["--out", "{tmp}/x.pt"],
         "class",
     ),
     "percent instead of fraction": (
