@@ -22,8 +22,7 @@ import sys
 import numpy as np
 import torch
 
-from line_plugin import LINe, data, zoo
-from line_plugin.evaluation.features import compute_features
+from line_plugin import LINe
 
 SETTINGS = {
     "cifar10": dict(p_w=0.9, p_a=0.9, clip=1.0),
@@ -57,6 +56,9 @@ def outputs(w, b, x_fit, y_fit, x_test, settings):
 
 
 def shared_model(name):
+    from line_plugin import data, zoo  # the application of version 0.1
+    from line_plugin.evaluation.features import compute_features
+
     zm = zoo.load_model(name)
     from line_plugin.adapter import split_model
 
@@ -82,7 +84,8 @@ def shared_model(name):
     return entry
 
 
-def imagenet_scale():
+def imagenet_inputs():
+    """K = 1000, D = 2048, from NumPy's seeded generator: w, b, x, y, x_test"""
     rng = np.random.default_rng(0)
     k, d, n = 1000, 2048, 2000
     w = torch.from_numpy(rng.normal(0, 0.02, (k, d)).astype(np.float32))
@@ -90,6 +93,11 @@ def imagenet_scale():
     x = torch.from_numpy(np.maximum(rng.normal(0.3, 0.5, (n, d)), 0).astype(np.float32))
     y = torch.arange(n) % k
     x_test = torch.from_numpy(np.maximum(rng.normal(0.3, 0.6, (64, d)), 0).astype(np.float32))
+    return w, b, x, y, x_test
+
+
+def imagenet_scale():
+    w, b, x, y, x_test = imagenet_inputs()
     settings = {k_: SETTINGS[k_] for k_ in ("imagenet", "cifar10")}
     result = {"inputs_sha256": digest(torch.cat([w.flatten(), b, x.flatten(), x_test.flatten()]))}
     for name, hp in settings.items():

@@ -8,9 +8,9 @@ features of the four shared CIFAR-10 models and on an ImageNet-sized synthetic h
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from golden.make_golden import imagenet_inputs
 
 from line_plugin import LINe
 from line_plugin.core import LINe as CoreLINe
@@ -55,13 +55,7 @@ def test_core_detector_is_the_same(model):
 
 def test_imagenet_sized_head():
     """K = 1000, D = 2048: the selection route of the weight thresholds"""
-    rng = np.random.default_rng(0)
-    k, d, n = 1000, 2048, 2000
-    w = torch.from_numpy(rng.normal(0, 0.02, (k, d)).astype(np.float32))
-    b = torch.from_numpy(rng.normal(0, 0.1, k).astype(np.float32))
-    x = torch.from_numpy(np.maximum(rng.normal(0.3, 0.5, (n, d)), 0).astype(np.float32))
-    y = torch.arange(n) % k
-    x_test = torch.from_numpy(np.maximum(rng.normal(0.3, 0.6, (64, d)), 0).astype(np.float32))
+    w, b, x, y, x_test = imagenet_inputs()
     golden = GOLDEN["imagenet_scale"]
     inputs = torch.cat([w.flatten(), b, x.flatten(), x_test.flatten()])
     assert digest(inputs) == golden["inputs_sha256"], "NumPy generated other inputs"
