@@ -83,7 +83,9 @@ _METRIC_TITLES = {
 }
 
 
-def print_metric_table(records: List[Dict], metric: str, out: TextIO) -> None:
+def print_metric_table(
+    records: List[Dict], metric: str, out: TextIO, notes: Optional[Dict[str, str]] = None
+) -> None:
     """
     Print the title of ``metric`` and its table (:func:`line_plugin.evaluation.results_table`
     in plain text, the best value of each column marked with ``*``).
@@ -91,21 +93,26 @@ def print_metric_table(records: List[Dict], metric: str, out: TextIO) -> None:
     :param records: benchmark records (``detector``, ``dataset`` and the metric)
     :param metric: ``"AUROC"`` or ``"FPR95"``
     :param out: stream to print to
+    :param notes: detector -> footnote: their rows are marked ``[1]``, ``[2]``, ...
     """
     from ..evaluation import results_table
 
     print(f"\n{_METRIC_TITLES.get(metric, metric)}", file=out)
-    out.write(results_table(records, (metric,), markdown=False, mark_best=True))
+    out.write(results_table(records, (metric,), markdown=False, mark_best=True, notes=notes))
 
 
 def print_benchmark(result, out: TextIO) -> None:
     """
-    Print a header line, the AUROC and FPR95 tables, those of the ablation if it ran, and the
-    time taken.
+    Print a header line, the AUROC and FPR95 tables (rows whose default setting is known to
+    collapse on the backbone marked, with footnotes pointing to the tuned rows), those of the
+    ablation if it ran, and the time taken.
 
     :param result: a :class:`line_plugin.evaluation.ComparisonResult`
     :param out: stream to print to
     """
+    from ..evaluation.collapses import collapse_notes
+    from ..evaluation.report import footnotes
+
     meta = result.meta
     accuracy = meta.get("test_accuracy")
     head = f"{meta.get('backbone', '?')} on JPEG CIFAR-10"
@@ -113,8 +120,12 @@ def print_benchmark(result, out: TextIO) -> None:
         head += f" (test accuracy {100 * accuracy:.1f} %)"
     counts = ", ".join(f"{k} {v}" for k, v in meta.get("n", {}).items() if not k.startswith("val"))
     print(head + (f"; images: {counts}" if counts else ""), file=out)
-    print_metric_table(result.records, "AUROC", out)
-    print_metric_table(result.records, "FPR95", out)
+    rows = list(dict.fromkeys(r["detector"] for r in result.records))
+    notes = collapse_notes(str(meta.get("backbone")), rows)
+    print_metric_table(result.records, "AUROC", out, notes)
+    print_metric_table(result.records, "FPR95", out, notes)
+    if notes:
+        out.write("\n" + footnotes(notes, markdown=False))
     if result.ablation:
         print("\nLINe ablation: clip 1.0, p_a 0.9, p_w 0.9 on or off", file=out)
         print_metric_table(result.ablation, "AUROC", out)

@@ -4,13 +4,16 @@ The result of a comparison (:class:`ComparisonResult`) and its rendering: the on
 """
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .collapses import collapse_notes
 
 
 @dataclass
@@ -53,6 +56,7 @@ def results_table(
     metrics: Sequence[str] = ("FPR95", "AUROC"),
     markdown: bool = True,
     mark_best: bool = False,
+    notes: Optional[Dict[str, str]] = None,
 ) -> str:
     """
     The one table of results: one row per detector, one column per OOD set and their mean; each
@@ -65,6 +69,9 @@ def results_table(
     :param mark_best: mark the best value of each column with ``*`` (the highest for
         :data:`HIGHER_IS_BETTER`, else the lowest; ties after rounding all marked); only for one
         metric
+    :param notes: detector -> footnote (e.g. from
+        :func:`~line_plugin.evaluation.collapses.collapse_notes`): their rows are marked ``[1]``,
+        ``[2]``, ... in the order of ``notes``; render the notes with :func:`footnotes`
     :return: the table, one line per row, ending with a newline
     :raises ValueError: for no records, a metric missing in them, or ``mark_best`` with several
         metrics
@@ -97,7 +104,9 @@ def results_table(
             out += "*" if cells[(det, column)][0] == best[column] else " "
         return out
 
-    table = [["detector"] + columns] + [[d] + [text(d, c) for c in columns] for d in detectors]
+    marks = {d: f"{d} [{i}]" for i, d in enumerate(notes or {}, start=1)}
+    table = [["detector"] + columns]
+    table += [[marks.get(d, d)] + [text(d, c) for c in columns] for d in detectors]
     if markdown:
         lines = ["| " + " | ".join(table[0]) + " |", "|" + " --- |" * len(table[0])]
         lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
@@ -235,6 +244,18 @@ PLOT_DETECTORS = (
 )
 
 
+def footnotes(notes: Dict[str, str], markdown: bool = True) -> str:
+    """
+    :param notes: detector -> footnote, as given to :func:`results_table`
+    :param markdown: one paragraph per note; else plain text wrapped at 99 columns
+    :return: ``[1] note``, ``[2] note``, ... ending with a newline; empty without notes
+    """
+    lines = [f"[{i}] {note}" for i, note in enumerate(notes.values(), start=1)]
+    if not markdown:
+        lines = [textwrap.fill(line, 99, subsequent_indent="    ") for line in lines]
+    return ("\n\n" if markdown else "\n").join(lines) + "\n" if lines else ""
+
+
 def write_report(result: ComparisonResult, out_dir: Union[str, Path]) -> List[Path]:
     """
     Write ``quality_<backbone>.json`` (records, ablation, meta), ``quality_<backbone>.md`` (tables)
@@ -250,6 +271,7 @@ def write_report(result: ComparisonResult, out_dir: Union[str, Path]) -> List[Pa
     written = [out / f"quality_{name}.json"]
     written[0].write_text(result.to_json() + "\n")
     meta = result.meta
+    notes = collapse_notes(name, list(dict.fromkeys(r["detector"] for r in result.records)))
     text = [
         f"# {name}: OOD detection on JPEG CIFAR-10\n",
         "Cells: FPR95 (papers' convention: OOD accepted when 95 % of ID is kept; lower is better)"
@@ -257,8 +279,10 @@ def write_report(result: ComparisonResult, out_dir: Union[str, Path]) -> List[Pa
         f"Test accuracy {100 * meta['test_accuracy']:.1f} %. Images: "
         + ", ".join(f"{k} {v}" for k, v in meta["n"].items())
         + f". Validation split for tuning: {meta.get('validation', '')}.\n",
-        results_table(result.records),
+        results_table(result.records, notes=notes),
     ]
+    if notes:
+        text.append(footnotes(notes))
     if meta.get("tuned"):
         text.append("\nTuned hyperparameters (GridSearch, validation AUROC):\n")
         for det, t in meta["tuned"].items():
