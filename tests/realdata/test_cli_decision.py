@@ -44,14 +44,12 @@ def run(capsys, *args: str) -> Tuple[int, str, str]:
 
 
 def write_cifar10_test(folder: Path, n: int) -> List[Path]:
-    """``n`` class-balanced JPEG CIFAR-10 test images, their JPEG bytes written unchanged"""
+    """``n`` class-balanced JPEG CIFAR-10 test images, decoded, as PNG files (same pixels)"""
     folder.mkdir(parents=True)
-    test = data.CIFAR10JPEG(split="test")
-    paths = []
-    for i in data.subset(test, n, seed=0).indices:
-        start, end = test._offsets[i], test._offsets[i + 1]
-        paths.append(folder / f"test{i:05d}.jpg")
-        paths[-1].write_bytes(test._blob[start:end])
+    test = data.subset(data.CIFAR10JPEG(split="test"), n, seed=0)
+    paths = [folder / f"test{i:05d}.png" for i in test.indices]
+    for k, path in enumerate(paths):
+        test.dataset.image(test.indices[k]).save(path)
     return paths
 
 
