@@ -102,6 +102,16 @@ class LINe(core.LINe):
         encoder, weight, bias = split_model(model)
         return cls(encoder, weight, bias, **kwargs)
 
+    @property
+    def num_classes(self) -> int:
+        """number of classes :math:`K`"""
+        return self.weight.shape[0]
+
+    @property
+    def num_features(self) -> int:
+        """feature width :math:`D`"""
+        return self.weight.shape[1]
+
     # -- clip_quantile ---------------------------------------------------------------------------
 
     @property

@@ -29,6 +29,10 @@ class TestConveniences(unittest.TestCase):
         det.clip = 2.0  # an absolute clip replaces the quantile
         self.assertIsNone(det.clip_quantile)
 
+    def test_shape_properties(self):
+        det = LINe(None, self.w, self.b)
+        self.assertEqual((det.num_classes, det.num_features), tuple(self.w.shape))
+
     def test_presets(self):
         self.assertEqual(PRESETS["cifar10"], {"p_w": 0.9, "p_a": 0.9, "clip": 1.0})
         self.assertEqual(PRESETS["cifar100"], {"p_w": 0.9, "p_a": 0.1, "clip": 1.0})
