@@ -10,7 +10,7 @@ from imports import PACKAGE
 from imports import imported_line_plugin as imported
 
 #: the evaluation's modules in the order of the flow; each may import only those before it
-FLOW = ["metrics", "synthetic", "cifar10", "features", "baselines", "report", "runner"]
+FLOW = ["metrics", "synthetic", "cifar10", "features", "baselines", "collapses", "report", "runner"]
 
 
 def test_imported_reads_relative_and_lazy_imports(tmp_path):
