@@ -1,8 +1,8 @@
 """
 The application's imports run one way: the CLI over the evaluation over zoo and data; inside the
-evaluation, each module imports only those before it in the flow (runner -> images -> features ->
-detectors -> report, read backwards). Read from the sources, so that a lazy import inside a
-function counts too.
+evaluation, each module imports only those before it in the flow (data sets, features, baseline
+detectors, the table of known collapses, the report, the runner). Read from the sources, so that
+a lazy import inside a function counts too.
 """
 
 import pytest
@@ -10,7 +10,16 @@ from imports import PACKAGE
 from imports import imported_line_plugin as imported
 
 #: the evaluation's modules in the order of the flow; each may import only those before it
-FLOW = ["metrics", "synthetic", "cifar10", "features", "baselines", "collapses", "report", "runner"]
+FLOW = [
+    "metrics",
+    "synthetic",
+    "cifar10",
+    "features",
+    "baselines",
+    "collapses",
+    "report",
+    "runner",
+]
 
 
 def test_imported_reads_relative_and_lazy_imports(tmp_path):
