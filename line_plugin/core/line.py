@@ -530,14 +530,18 @@ class _WeightThreshold:
         self.hi, self.t = min(self.lo + 1, weight.size - 1), float(virtual - np.floor(virtual))
         m = min(sample_size, weight.size)
         flat = np.random.default_rng(0).choice(weight.size, size=m, replace=False)
-        self.sample_rows, self.sample_cols = np.unravel_index(flat, weight.shape)
+        rows, self.sample_cols = np.unravel_index(flat, weight.shape)
+        self.sample_weight = weight[rows, self.sample_cols]
         # sample ranks that bracket the order statistics with overwhelming probability
         q = self.lo / max(weight.size - 1, 1)
         spread = int(8 * np.sqrt(m * max(q * (1 - q), 1.0 / m))) + 8
         self.sample_lo, self.sample_hi = int(q * (m - 1)) - spread, int(q * (m - 1)) + spread + 1
+        self.sample_ranks = [r for r in (self.sample_lo, self.sample_hi) if 0 <= r < m]
 
     def __call__(self, a: np.ndarray) -> np.ndarray:
-        sample = np.sort(self.weight[self.sample_rows, self.sample_cols] * a[self.sample_cols])
+        sample = self.sample_weight * a[self.sample_cols]
+        if self.sample_ranks:  # the two sample order statistics of the bracket, in place
+            sample.partition(self.sample_ranks)
         v_lo = sample[self.sample_lo] if self.sample_lo >= 0 else -np.inf
         v_hi = sample[self.sample_hi] if self.sample_hi < len(sample) else np.inf
         c_lo, c_hi = self._counts(a, v_lo), self._counts(a, v_hi)
