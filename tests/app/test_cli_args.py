@@ -7,22 +7,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Tuple
 
 import pytest
-
-from line_plugin.cli import main
-
-
-def run(capsys, *args: str) -> Tuple[int, str, str]:
-    """:return: exit status, stdout and stderr of ``line-ood ARGS``"""
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse: --help and usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
+from cli_run import run
 
 # -- help ----------------------------------------------------------------------------------------
 

@@ -7,10 +7,11 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 import pytest
+from cli_run import run
 from PIL import Image
 
 from line_plugin import LINe, data, zoo
@@ -20,16 +21,6 @@ from line_plugin.plugin.state import read_state
 BACKBONE = "resnet18"
 
 pytestmark = pytest.mark.slow
-
-
-def run(capsys, *args: str) -> Tuple[int, str, str]:
-    """:return: exit status, stdout and stderr of ``line-ood ARGS``"""
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse: --help and usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_pngs(folder: Path, n: int, start: int = 0, source: str = "mnist") -> List[Path]:

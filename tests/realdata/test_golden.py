@@ -5,12 +5,11 @@ weight thresholds, clips and scores of ``line_plugin.LINe`` against the values t
 features of the four shared CIFAR-10 models and on an ImageNet-sized synthetic head.
 """
 
-import hashlib
 from pathlib import Path
 
 import pytest
 import torch
-from golden.make_golden import imagenet_inputs
+from golden.make_golden import digest, imagenet_inputs
 
 from line_plugin import LINe
 from line_plugin.core import LINe as CoreLINe
@@ -19,10 +18,6 @@ GOLDEN = torch.load(Path(__file__).parents[1] / "golden" / "golden.pt", weights_
 CASES = [
     (model, setting) for model, entry in GOLDEN["models"].items() for setting in entry["outputs"]
 ]
-
-
-def digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
 
 
 @pytest.mark.parametrize("model,setting", CASES)
