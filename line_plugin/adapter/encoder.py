@@ -6,10 +6,12 @@ The encoder of a split model: the input(s) of its final linear layer(s), capture
 """
 
 from functools import partial
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .tokens import Token, select
 
 
 class ClassifierInputs(nn.Module):
@@ -17,21 +19,37 @@ class ClassifierInputs(nn.Module):
     Penultimate features of a classifier: the inputs of some of its layers during one forward pass.
 
     The wrapped model runs unchanged; forward pre-hooks, registered for the duration of the call
-    only, capture the input of each named layer. Each input is flattened per sample and the blocks
-    are concatenated in the order of ``layers``. The model must stay in evaluation mode: the split
+    only, capture the input of each named layer. Each input is flattened per sample (or, for a
+    layer applied to every token, taken at one token or averaged over tokens) and the blocks are
+    concatenated in the order of ``layers``. The model must stay in evaluation mode: the split
     that made this encoder was checked in that mode only.
 
     :param model: the classifier, registered as a submodule (``to(device)`` moves it)
     :param layers: names (as in ``model.named_modules()``) of the layers whose inputs form the
         features; each must run exactly once per forward pass
     :param route: how the layers were found, for messages and reports
+    :param tokens: one entry per layer: ``None`` for its whole input; for a layer applied to every
+        token (input :math:`B \\times T \\times D`), the index of the token to take (negative
+        from the last) or ``"mean"`` for the mean over tokens; default all ``None``
+    :raises ValueError: if ``tokens`` does not have one entry per layer
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], route: str = "") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        route: str = "",
+        tokens: Optional[Sequence[Optional[Token]]] = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.layers = tuple(layers)
         self.route = route
+        self.tokens = tuple(tokens) if tokens else (None,) * len(self.layers)
+        if len(self.tokens) != len(self.layers):
+            raise ValueError(
+                f"{len(self.tokens)} tokens for {len(self.layers)} layers: give one per layer"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """
@@ -57,17 +75,18 @@ class ClassifierInputs(nn.Module):
             for handle in handles:
                 handle.remove()
         blocks = []
-        for name in self.layers:
+        for name, token in zip(self.layers, self.tokens):
             if len(captured[name]) != 1:
                 raise RuntimeError(
                     f"layer {name!r} of {type(self.model).__name__} ran {len(captured[name])} "
                     "times in one forward pass (expected once)"
                 )
-            blocks.append(captured[name][0].flatten(1))
+            blocks.append(select(captured[name][0], token))
         return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, route={self.route!r}"
+        tokens = f", tokens={self.tokens}" if any(t is not None for t in self.tokens) else ""
+        return f"layers={self.layers}{tokens}, route={self.route!r}"
 
 
 def _capture(store: List[Tensor], module: nn.Module, args: tuple) -> None:

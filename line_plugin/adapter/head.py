@@ -2,23 +2,27 @@
 One exact linear head rebuilt from the layers that produce a classifier's logits.
 
 Candidates are the ``nn.Linear`` layers (and ``nn.Conv2d`` layers whose kernel covers their input)
-that give one value per class. Which of them make the logits, and with which fixed weights (1;
-1/2 and 1/2 for distilled models; softmax weights for per-stage heads), is measured rather than
-guessed: known noise is added to each candidate's output in one more forward pass, and the
-change of the logits is fitted, by least squares, as a mix of those outputs. The noise keeps the
-fit well posed even where a layer's own output is tiny, and layers the logits do not depend on
-(a squeeze-excitation convolution with as many channels as classes) get weight 0 and are dropped.
-Layers that share one input then add their weights; layers with different inputs have their
-inputs concatenated and their weights set side by side.
+that give one value per class, and the ``nn.Linear`` layers applied to every token of which one
+token's output (or the mean over tokens) is the logits (:mod:`.tokens`): their feature block is
+that token's input (or the mean of the inputs). Which of them make the logits, and with which
+fixed weights (1; 1/2 and 1/2 for distilled models; softmax weights for per-stage heads), is
+measured rather than guessed: known noise is added to each candidate's output in one more
+forward pass, and the change of the logits is fitted, by least squares, as a mix of those
+outputs. The noise keeps the fit well posed even where a layer's own output is tiny, and layers
+the logits do not depend on (a squeeze-excitation convolution with as many channels as classes)
+get weight 0 and are dropped. Layers that share one input (at the same token) then add their
+weights; layers with different inputs have their inputs concatenated and their weights set side
+by side.
 """
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .tokens import MEAN, Token, logit_tokens, select
 from .trace import LayerCall
 
 SNAP_DENOMINATORS = (1, 2, 3, 4)
@@ -38,29 +42,35 @@ class Candidates:
     :param calls: the layers, as traced on the clean probe
     :param affine: weight :math:`K \\times D_j` and bias :math:`K` by layer name
     :param reasons: why other layers that give :math:`K` values were left out
+    :param tokens: for layers applied to every token, the token whose output is used (an index,
+        or :data:`~.tokens.MEAN`), by layer name
     """
 
     calls: List[LayerCall]
     affine: Dict[str, Tuple[Tensor, Tensor]]
     reasons: List[str]
+    tokens: Dict[str, Token] = field(default_factory=dict)
 
 
 @dataclass
 class LinearHead:
     """
     Logits as ``features @ weight.T + bias``, the features being the concatenated, flattened
-    inputs of ``layers``.
+    inputs of ``layers`` (of per-token layers, the input at one token or the mean over tokens).
 
     :param layers: one layer name per feature block, in the order the blocks are concatenated
     :param weight: :math:`K \\times D`, float64
     :param bias: :math:`K`, float64
     :param description: the mix found, e.g. ``"0.5 head + 0.5 head_dist, inputs concatenated"``
+    :param tokens: one entry per layer: ``None`` for the whole input, else the token (an index, or
+        :data:`~.tokens.MEAN`), as :func:`~.tokens.select` takes it
     """
 
     layers: Tuple[str, ...]
     weight: Tensor
     bias: Tensor
     description: str
+    tokens: Tuple[Optional[Token], ...] = ()
 
 
 def candidates(
@@ -68,19 +78,30 @@ def candidates(
     num_classes: int,
     rtol: float,
     params: Optional[Dict[str, Tensor]] = None,
+    logits: Optional[Tensor] = None,
+    noisy: Optional[Tuple[Tensor, Dict[str, Tensor]]] = None,
 ) -> Candidates:
     """
     The traced layers that give ``num_classes`` values per sample as an affine map of their input.
+
+    A linear layer applied to every token (output :math:`B \\times T \\times K`) is a candidate
+    only at the first token whose output, times one fixed factor, is the logits on the traced pass
+    and on the pass with noise, if given (or at the mean over tokens, if no token is); this needs
+    ``logits``.
 
     :param calls: traced layers
     :param num_classes: :math:`K`, the number of logits
     :param rtol: the largest error allowed when a layer's map is checked on its traced input
     :param params: parameters that replaced the model's own in the traced pass, by name
+    :param logits: the logits of the traced pass, :math:`B \\times K`, to find per-token heads
+    :param noisy: the logits and candidates' outputs of the pass with noise, as :func:`fit_mix`
+        takes them, to pick the token among those that match on the traced pass
     :return: the candidates, and the reasons for leaving out near misses
     """
     found = Candidates([], {}, [])
     for call in calls:
-        if call.output is None or call.output[0].numel() != num_classes:
+        per_token = _per_token(call, num_classes)
+        if call.output is None or (call.output[0].numel() != num_classes and not per_token):
             if num_classes in call.output_shape[1:]:
                 shape = _shape(call.output_shape)
                 found.reasons.append(
@@ -91,24 +112,55 @@ def candidates(
             found.reasons.append(f"{call.name} runs {call.calls} times per forward pass")
             continue
         try:
-            found.affine[call.name] = layer_affine(call, rtol, params)
+            affine = layer_affine(call, rtol, params, per_token)
         except NoExactHead as err:
             found.reasons.append(str(err))
             continue
+        if per_token:
+            tokens = [] if logits is None else logit_tokens(call.output, logits, rtol)
+            if noisy is not None and call.name in noisy[1]:
+                again = logit_tokens(noisy[1][call.name], noisy[0], rtol)
+                tokens = [token for token in tokens if token in again]
+            if not tokens:
+                found.reasons.append(
+                    f"{call.name} gives {_shape(call.output_shape)} values per sample, and "
+                    "neither one token's output nor their mean is the logits"
+                )
+                continue
+            found.tokens[call.name] = tokens[0]
+        found.affine[call.name] = affine
         found.calls.append(call)
     return found
 
 
+def _per_token(call: LayerCall, num_classes: int) -> bool:
+    """Whether the layer is a recorded ``nn.Linear`` giving :math:`K` values for each of tokens."""
+    output = call.output
+    return (
+        isinstance(call.module, nn.Linear)
+        and output is not None
+        and output.dim() >= 3
+        and output.shape[-1] == num_classes
+        and output[0].numel() != num_classes
+    )
+
+
 def layer_affine(
-    call: LayerCall, rtol: float, params: Optional[Dict[str, Tensor]] = None
+    call: LayerCall,
+    rtol: float,
+    params: Optional[Dict[str, Tensor]] = None,
+    per_token: bool = False,
 ) -> Tuple[Tensor, Tensor]:
     """
     The weight and bias, float64, of a layer as a map of its flattened input, checked.
 
-    :param call: the traced layer: an ``nn.Linear``, or an ``nn.Conv2d`` whose kernel covers its
-        whole input (a 1x1 convolution on pooled features)
+    :param call: the traced layer: an ``nn.Linear`` (on one vector per sample, or on every token),
+        or an ``nn.Conv2d`` whose kernel covers its whole input (a 1x1 convolution on pooled
+        features)
     :param rtol: the largest error allowed when the map is checked on the traced input
     :param params: parameters that replaced the model's own in the traced pass, by name
+    :param per_token: whether the layer is an ``nn.Linear`` applied to every token, its map
+        checked on each token (:math:`D` inputs per token) rather than on the flattened sample
     :return: weight :math:`K \\times D` and bias :math:`K`
     :raises NoExactHead: if the layer is of another kind, or does not compute that map
     """
@@ -119,10 +171,10 @@ def layer_affine(
     ):
         raise NoExactHead(f"{call.name} ({type(module).__name__}) is not a linear layer")
     weight, bias = module_affine(call.name, module, params)
-    x = inp.flatten(1).double()
+    x = _rows(inp, per_token).double()
     if x.shape[1] != weight.shape[1]:
         raise NoExactHead(f"{call.name} has {x.shape[1]} inputs per sample, not {weight.shape[1]}")
-    error = relative_error(x @ weight.T + bias, call.output.flatten(1).double())
+    error = relative_error(x @ weight.T + bias, _rows(call.output, per_token).double())
     if error > rtol:
         raise NoExactHead(
             f"{call.name} ({type(module).__name__}) does not compute input @ weight.T + bias "
@@ -157,7 +209,8 @@ def fit_mix(
 
     :param found: the candidates
     :param logits: the model's output, :math:`B \\times K`, with noise added to the candidates
-    :param outputs: the candidates' outputs (noise included) in the same pass, by name
+    :param outputs: the candidates' outputs (noise included) in the same pass, by name (of
+        per-token layers, all tokens: the token in ``found.tokens`` is taken here)
     :param rtol: the largest error allowed, relative to the largest logit
     :return: one weight per candidate, in the order of ``found.calls`` (0 for those left out)
     :raises NoExactHead: if no fixed mix of the candidates reproduces the logits
@@ -165,7 +218,7 @@ def fit_mix(
     if not found.calls:
         near = f" ({'; '.join(found.reasons)})" if found.reasons else ""
         raise NoExactHead(f"no linear layer gives {logits.shape[1]} values per sample{near}")
-    columns = [outputs[call.name] for call in found.calls]
+    columns = [_column(found, call.name, outputs[call.name]) for call in found.calls]
     try:
         coefs = _fit_mix(logits, columns, rtol)
     except NoExactHead as err:
@@ -173,6 +226,15 @@ def fit_mix(
         near = f"; {'; '.join(found.reasons)}" if found.reasons else ""
         raise NoExactHead(f"the logits are no fixed mix of {names}: {err}{near}") from None
     return coefs
+
+
+def _rows(values: Tensor, per_token: bool) -> Tensor:
+    """One row per vector the layer maps: each token, or each sample flattened."""
+    return values.flatten(0, -2) if per_token else values.flatten(1)
+
+
+def _column(found: Candidates, name: str, output: Tensor) -> Tensor:
+    return select(output, found.tokens[name]) if name in found.tokens else output
 
 
 def _conv_covers_input(conv: nn.Conv2d, inp: Tensor) -> bool:
@@ -214,22 +276,24 @@ def assemble(found: Candidates, coefs: List[float]) -> LinearHead:
     groups: "OrderedDict[tuple, List[Tuple[float, LayerCall]]]" = OrderedDict()
     for coef, call in zip(coefs, found.calls):
         if coef != 0.0:
-            groups.setdefault(call.input_key, []).append((coef, call))
+            key = (call.input_key, found.tokens.get(call.name))
+            groups.setdefault(key, []).append((coef, call))
     blocks, bias, parts = [], 0.0, []
-    for group in groups.values():
+    for key, group in groups.items():
         block = 0.0
         for coef, call in group:
             weight, layer_bias = found.affine[call.name]
             block = block + coef * weight
             bias = bias + coef * layer_bias
         blocks.append(block)
-        terms = " + ".join(_term(coef, call.name) for coef, call in group)
+        terms = " + ".join(_term(coef, _label(call.name, key[1])) for coef, call in group)
         parts.append(f"({terms}) on one shared input" if len(group) > 1 else terms)
     description = " + ".join(parts)
     if len(groups) > 1:
         description += ", inputs concatenated"
     layers = tuple(group[0][1].name for group in groups.values())
-    return LinearHead(layers, torch.cat(blocks, dim=1), bias, description)
+    tokens = tuple(key[1] for key in groups)
+    return LinearHead(layers, torch.cat(blocks, dim=1), bias, description, tokens)
 
 
 def _snap(value: float) -> float:
@@ -238,6 +302,12 @@ def _snap(value: float) -> float:
         if abs(value - fraction) <= SNAP_TOLERANCE:
             return fraction
     return value
+
+
+def _label(name: str, token: Optional[Token]) -> str:
+    if token is None:
+        return name
+    return f"{name} mean over tokens" if token == MEAN else f"{name} at token {token}"
 
 
 def _term(coef: float, name: str) -> str:

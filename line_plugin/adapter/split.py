@@ -8,6 +8,10 @@ Routes, in order (the first that reproduces the logits wins):
 2. any model: every ``nn.Linear`` and ``nn.Conv2d``, of which the fit keeps those whose outputs
    make the logits (for torchvision models, the last ``nn.Linear``).
 
+On either route, an ``nn.Linear`` applied to every token counts where one token's output (or the
+mean over tokens) is the logits: CLIP's attention pooling (timm's ``resnet*_clip``) projects every
+token and keeps the first, so the features are the first token's input (:mod:`.tokens`).
+
 Every split is checked on a probe batch through its own encoder; a model whose logits no split
 reproduces is refused. A zero-initialised classifier is split and checked with random weights in
 its place (:mod:`.zero_heads`), never written into the model.
@@ -84,7 +88,10 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
 
     The features are the input(s) of the final linear layer(s), captured by hooks while the model
     runs; where several layers make the logits (distilled or multi-branch models), their inputs
-    are concatenated and their weights combined. The split is checked on a probe batch.
+    are concatenated and their weights combined. A final linear layer applied to every token, of
+    which one token's output is the logits (CLIP attention pooling), gives that token's input (and
+    one whose mean over tokens is the logits, the mean of its inputs). The split is checked on a
+    probe batch.
 
     A classifier whose weights are all zero (timm zero-initialises some heads) gives the same
     logits for any features: its split is found and checked with random weights in its place,
@@ -104,7 +111,7 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
         models), its output is not a :math:`B \\times K` tensor, it rejects every probe, or its
         logits are all zero on the probe without a zero-initialised classifier to explain it
     :raises NoLinearHeadError: (a ``NotImplementedError`` and a ``ValueError``) if no linear
-        head reproduces the logits (VOLO, SqueezeNet)
+        head reproduces the logits (VOLO, whose logits add a max over tokens; SqueezeNet)
     """
     name = type(model).__name__
     model.eval()
@@ -117,16 +124,18 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
     classes = logits.shape[1]
     zeros = zero_layers(model, classes)
     params = random_weights(model, zeros)
-    if params:
-        # the split is found and checked with random weights in the zero layers, then applied
-        test_logits, test_calls = trace(model, probe, traced, params=params)
-    elif logits.abs().max() > 0:
-        test_logits, test_calls = logits, calls
-    else:
+    if not params and not logits.abs().max() > 0:
         raise ValueError(
             f"{name} gave all-zero logits on the probe batch, and none of its layers with "
             f"{classes} outputs is zero: the split cannot be checked"
         )
+    per_token = classes if _has_token_layers(calls, classes) else None
+    if params or per_token:
+        # the split is found and checked with random weights in the zero layers, then applied;
+        # linear layers applied to every token are traced again, now keeping their inputs
+        test_logits, test_calls = trace(model, probe, traced, params=params, per_token=per_token)
+    else:
+        test_logits, test_calls = logits, calls
     outputs = _perturbed_outputs(model, probe, test_calls, test_logits, rtol, params)
     with_random = f"with random weights in the zero-initialised {', '.join(zeros)}: " * bool(zeros)
 
@@ -135,17 +144,18 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
     for route, names in routes + [(GENERIC_ROUTE, all_names)]:
         wanted = set(names)
         try:
-            found = candidates([c for c in test_calls if c.name in wanted], classes, rtol, params)
+            calls_here = [c for c in test_calls if c.name in wanted]
+            found = candidates(calls_here, classes, rtol, params, test_logits, outputs)
             coefs = fit_mix(found, *outputs, rtol)
             head = assemble(found, coefs)
             label = f"{route}: {head.description}"
             _check(model, head, probe, test_logits, rtol, params, label)
             if params:
                 own = {c.name: module_affine(c.name, c.module) for c in found.calls}
-                head = assemble(Candidates(found.calls, own, []), coefs)
+                head = assemble(Candidates(found.calls, own, [], found.tokens), coefs)
                 label += " (zero-initialised: checked with random weights)"
                 _check(model, head, probe, logits, rtol, {}, label)
-            encoder = ClassifierInputs(model, head.layers, label)
+            encoder = ClassifierInputs(model, head.layers, label, head.tokens)
             return Split(encoder, head.weight.float(), head.bias.float())
         except NoExactHead as err:
             reasons.setdefault(with_random + str(err), []).append(route)
@@ -162,7 +172,7 @@ def _perturbed_outputs(
     params: Dict[str, Tensor],
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """Logits and candidates' outputs of one more pass, with noise added to those outputs."""
-    found = candidates(calls, logits.shape[1], rtol, params)
+    found = candidates(calls, logits.shape[1], rtol, params, logits)
     if not found.calls:
         return logits, {}
     generator = torch.Generator().manual_seed(1)
@@ -171,8 +181,19 @@ def _perturbed_outputs(
         call.name: scale * torch.randn(call.output.shape, generator=generator).to(call.output)
         for call in found.calls
     }
-    noisy_logits, noisy_calls = trace(model, probe, list(noise), noise, params)
+    noisy_logits, noisy_calls = trace(model, probe, list(noise), noise, params, logits.shape[1])
     return noisy_logits, {call.name: call.output for call in noisy_calls}
+
+
+def _has_token_layers(calls: List[LayerCall], classes: int) -> bool:
+    """Whether an ``nn.Linear`` gave ``classes`` values for each of several tokens, unrecorded."""
+    return any(
+        isinstance(call.module, nn.Linear)
+        and call.input is None
+        and len(call.output_shape) >= 3
+        and call.output_shape[-1] == classes
+        for call in calls
+    )
 
 
 def _check_has_classifier(model: nn.Module) -> None:
@@ -224,7 +245,7 @@ def _check(
     label: str,
 ) -> None:
     """Raise :class:`NoExactHead` unless the head, on its own encoder, gives the logits."""
-    encoder = ClassifierInputs(model, head.layers, label)
+    encoder = ClassifierInputs(model, head.layers, label, head.tokens)
     own = {f"model.{key}": value for key, value in params.items()}
     with torch.no_grad():
         features = torch.func.functional_call(encoder, own, (probe,)) if own else encoder(probe)

@@ -22,7 +22,8 @@ class LayerCall:
     :param module: the layer
     :param output_shape: the shape of its output
     :param input: a copy of its first positional input; ``None`` unless the output is one vector
-        per sample (other layers cannot give logits, and are recorded for messages only)
+        per sample, or the layer is an ``nn.Linear`` applied to every token and giving the number
+        of outputs asked for (other layers cannot give logits, and are recorded for messages only)
     :param output: a copy of its output, or ``None`` as for ``input``
     :param input_key: where the input lay in memory: layers with equal keys shared one input
     :param calls: how often the layer ran in the pass
@@ -44,12 +45,15 @@ def trace(
     names: Sequence[str],
     noise: Optional[Dict[str, Tensor]] = None,
     params: Optional[Dict[str, Tensor]] = None,
+    per_token: Optional[int] = None,
 ) -> Tuple[Tensor, List[LayerCall]]:
     """
     Run ``model(probe)`` without gradients, recording the layers named.
 
-    Layers whose output is one vector per sample keep copies of their input and output; the others
-    cannot give logits and keep their output shape only.
+    Layers whose output is one vector per sample keep copies of their input and output, and so do
+    ``nn.Linear`` layers applied to every token whose output is :math:`B \\times \\dots \\times K`
+    with :math:`K` = ``per_token`` (the logits may be one token's output); the others cannot give
+    logits and keep their output shape only.
 
     :param model: the classifier, in evaluation mode
     :param probe: a batch the model accepts
@@ -58,13 +62,15 @@ def trace(
         hold the perturbed outputs
     :param params: tensors that replace some of the model's parameters for this pass only (by
         name in ``model.named_parameters()``), as :func:`torch.func.functional_call` takes them
+    :param per_token: :math:`K`, the number of logits, to keep copies of per-token linear layers
+        with :math:`K` outputs; ``None`` keeps none
     :return: the model's output and the records, in the order the layers first ran
     """
     records: Dict[str, LayerCall] = {}
     counts: Dict[str, int] = dict.fromkeys(names, 0)
     handles = [
         model.get_submodule(name).register_forward_hook(
-            partial(_record, records, counts, noise or {}, name)
+            partial(_record, records, counts, noise or {}, per_token, name)
         )
         for name in names
     ]
@@ -86,6 +92,7 @@ def _record(
     records: Dict[str, LayerCall],
     counts: Dict[str, int],
     noise: Dict[str, Tensor],
+    per_token: Optional[int],
     name: str,
     module: nn.Module,
     args: tuple,
@@ -99,7 +106,8 @@ def _record(
     call = LayerCall(name, module, tuple(output.shape))
     inp = args[0] if args else None
     vector = output.dim() >= 2 and output[0].numel() == max(output.shape[1:])
-    if vector and isinstance(inp, Tensor):
+    tokens = isinstance(module, nn.Linear) and output.dim() >= 3 and output.shape[-1] == per_token
+    if (vector or tokens) and isinstance(inp, Tensor):
         storage = inp.untyped_storage().data_ptr()
         call.input_key = (storage, inp.storage_offset(), tuple(inp.shape), inp.stride())
         call.input, call.output = inp.clone(), output.clone()

@@ -19,7 +19,13 @@ class TestRefusals(unittest.TestCase):
             self.assertIn(word, str(caught.exception))
 
     def test_aux_token_head(self):
-        self.assertRefused(AuxMax(), NotImplementedError, "aux_head gives 3 x 5 values per sample")
+        # aux_head runs on every token, but the logits take a max over tokens, not one token
+        self.assertRefused(
+            AuxMax(),
+            NotImplementedError,
+            "aux_head gives 3 x 5 values per sample, and neither one token's output nor their "
+            "mean is the logits",
+        )
 
     def test_squeezenet_like(self):
         self.assertRefused(Squeeze(), NotImplementedError, probe=images())
@@ -59,7 +65,12 @@ class TestRefusals(unittest.TestCase):
 
     def test_timm_volo(self):
         model = timm.create_model("volo_d1_224", pretrained=False, num_classes=K, img_size=32)
-        self.assertRefused(model, NotImplementedError, "aux_head", probe=images(4))
+        self.assertRefused(
+            model,
+            NotImplementedError,
+            "aux_head gives 4 x 5 values per sample, and neither",
+            probe=images(4),
+        )
 
 
 def test_torchvision_squeezenet_refused():
