@@ -134,18 +134,21 @@ def _interpreting() -> bool:
         return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _compiled(interpret: bool) -> Tuple[object, object]:
-    """the kernel (fixed tile) and its autotuned version, built under the current mode: Triton
-    decides when a kernel is defined whether it is compiled or interpreted"""
+def _compiled(interpret: bool) -> Tuple[object, Optional[object]]:
+    """the kernel (fixed tile) and, compiled only, its autotuned version, built under the
+    current mode: Triton decides when a kernel is defined whether it is compiled or interpreted
+    (the interpreter runs one tile; Triton 3.2's autotuner needs a GPU driver to be built)"""
     if interpret not in _kernels:
         plain = triton.jit(_masked_logits_kernel)
-        configs = [
-            triton.Config({"BLOCK_B": bb, "BLOCK_K": bk, "BLOCK_D": bd}, num_warps=warps)
-            for bb, bk, bd, warps in CONFIGS
-        ]
-        tuned = triton.autotune(configs, key=["K", "D", "batch_bucket"])(
-            triton.jit(_masked_logits_kernel)
-        )
+        tuned = None
+        if not interpret:
+            configs = [
+                triton.Config({"BLOCK_B": bb, "BLOCK_K": bk, "BLOCK_D": bd}, num_warps=warps)
+                for bb, bk, bd, warps in CONFIGS
+            ]
+            tuned = triton.autotune(configs, key=["K", "D", "batch_bucket"])(
+                triton.jit(_masked_logits_kernel)
+            )
         _kernels[interpret] = plain, tuned
     return _kernels[interpret]
 
