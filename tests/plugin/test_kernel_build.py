@@ -1,0 +1,61 @@
+"""
+The fused kernel built for CUDA architectures on the CPU (:mod:`line_plugin.plugin.kernel_build`):
+every tile the autotuner chooses among compiles for the GPUs people score on, and fits in
+registers there. The interpreter tests (test_fused.py) check what the kernel computes; these check
+what the interpreter cannot: that Triton's compiler accepts it and that no tile spills.
+"""
+
+import pytest
+
+from line_plugin.plugin import fused, kernel_build
+
+pytest.importorskip("triton")
+
+
+def _built(tile, arch):
+    try:
+        return kernel_build.build(tile, arch)
+    except RuntimeError as e:
+        if "cuobjdump" in str(e):
+            pytest.skip(f"this Triton cannot read cubins: {e}")
+        raise
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("tile", fused.CONFIGS)
+def test_every_tile_compiles_without_spills(tile, arch):
+    built = _built(tile, arch)
+    assert built.arch == arch and built.tile == tuple(tile)
+    assert built.spilled == 0
+    assert 0 < built.registers <= 255
+    # the only shared memory is the final reduction's scratch and Triton's own: a few kB
+    assert 0 < built.shared <= 48 * 1024
+
+
+def test_a_tile_too_large_for_the_registers_is_reported_as_spilling():
+    # 128 x 128 x 8 partial sums on 4 warps: 1,024 floats per thread, far over 255 registers
+    built = _built((128, 128, 8, 4), 90)
+    assert built.spilled > 0
+
+
+def test_the_build_is_what_the_gpu_would_launch():
+    assert kernel_build.build_all(90, [fused.DEFAULT_CONFIG])[0].tile == fused.DEFAULT_CONFIG
+    assert kernel_build.build_all(90)[-1].tile == fused.CONFIGS[-1]
+    row = kernel_build.build(fused.DEFAULT_CONFIG, 90).as_dict()
+    assert row["triton"] == fused.triton.__version__ and row["spilled"] == 0
+
+
+@pytest.mark.parametrize(
+    "tile, arch, message",
+    [
+        ((16, 32, 8), 90, "rows, classes, features, warps"),
+        ((16, 32, 8, 3), 90, "powers of two"),
+        ((16, 0, 8, 4), 90, "positive integers"),
+        ((16, 32.0, 8, 4), 90, "positive integers"),
+        ((16, 32, 8, 4), 9, "compute capability"),
+        ((16, 32, 8, 4), True, "compute capability"),
+    ],
+)
+def test_bad_requests_are_named(tile, arch, message):
+    with pytest.raises(ValueError, match=message):
+        kernel_build.build(tile, arch)
