@@ -230,12 +230,6 @@ def reason(result: Dict[str, Any]) -> str:
         return "encoder without a classifier (no weight to split off)"
     if "no linear head" in detail and "aux_head" in detail:
         return "no linear head: the logits add a max over tokens of aux_head (VOLO)"
-    if "values per sample, not one vector of logits" in detail:
-        return (
-            "not supported: the classifier runs on every token and the logits are one token's "
-            "output (CLIP attention pooling); an exact split exists (that token's input) but "
-            "split_model does not look for per-token heads"
-        )
     return detail[:200]
 
 
