@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .tokens import MEAN, Token, logit_tokens, select
+from .tokens import MEAN, Token, is_token_classifier, logit_tokens, select
 from .trace import LayerCall
 
 SNAP_DENOMINATORS = (1, 2, 3, 4)
@@ -100,7 +100,9 @@ def candidates(
     """
     found = Candidates([], {}, [])
     for call in calls:
-        per_token = _per_token(call, num_classes)
+        per_token = call.output is not None and is_token_classifier(
+            call.module, call.output_shape, num_classes
+        )
         if call.output is None or (call.output[0].numel() != num_classes and not per_token):
             if num_classes in call.output_shape[1:]:
                 shape = _shape(call.output_shape)
@@ -131,18 +133,6 @@ def candidates(
         found.affine[call.name] = affine
         found.calls.append(call)
     return found
-
-
-def _per_token(call: LayerCall, num_classes: int) -> bool:
-    """Whether the layer is a recorded ``nn.Linear`` giving :math:`K` values for each of tokens."""
-    output = call.output
-    return (
-        isinstance(call.module, nn.Linear)
-        and output is not None
-        and output.dim() >= 3
-        and output.shape[-1] == num_classes
-        and output[0].numel() != num_classes
-    )
 
 
 def layer_affine(

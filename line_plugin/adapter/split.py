@@ -42,6 +42,7 @@ from .head import (
 )
 from .probes import default_probes
 from .timm_config import classifier_layers, is_encoder_only, timm_cfg
+from .tokens import is_token_classifier
 from .trace import LayerCall, trace
 from .zero_heads import random_weights, zero_layers
 
@@ -188,10 +189,7 @@ def _perturbed_outputs(
 def _has_token_layers(calls: List[LayerCall], classes: int) -> bool:
     """Whether an ``nn.Linear`` gave ``classes`` values for each of several tokens, unrecorded."""
     return any(
-        isinstance(call.module, nn.Linear)
-        and call.input is None
-        and len(call.output_shape) >= 3
-        and call.output_shape[-1] == classes
+        call.input is None and is_token_classifier(call.module, call.output_shape, classes)
         for call in calls
     )
 

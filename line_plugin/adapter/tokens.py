@@ -8,13 +8,31 @@ averaged is exact on the mean of its inputs. Any other reduction (VOLO's max ove
 a fixed linear map of the inputs, and is left to the caller to refuse.
 """
 
-from typing import List, Optional, Union
+import math
+from typing import List, Optional, Sequence, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 MEAN = "mean"
 Token = Union[int, str]
+
+
+def is_token_classifier(module: nn.Module, shape: Sequence[int], classes: Optional[int]) -> bool:
+    """
+    Whether a layer is an ``nn.Linear`` applied to every token, giving ``classes`` values each.
+
+    :param module: the layer
+    :param shape: the shape of its output
+    :param classes: :math:`K`, the number of logits (``None``: no layer is)
+    :return: whether the output is :math:`B \\times \\dots \\times K` with more than one token
+    """
+    return (
+        isinstance(module, nn.Linear)
+        and len(shape) >= 3
+        and shape[-1] == classes
+        and math.prod(shape[1:-1]) > 1
+    )
 
 
 def select(values: Tensor, token: Optional[Token]) -> Tensor:

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .tokens import is_token_classifier
+
 
 @dataclass
 class LayerCall:
@@ -106,7 +108,7 @@ def _record(
     call = LayerCall(name, module, tuple(output.shape))
     inp = args[0] if args else None
     vector = output.dim() >= 2 and output[0].numel() == max(output.shape[1:])
-    tokens = isinstance(module, nn.Linear) and output.dim() >= 3 and output.shape[-1] == per_token
+    tokens = is_token_classifier(module, output.shape, per_token)
     if (vector or tokens) and isinstance(inp, Tensor):
         storage = inp.untyped_storage().data_ptr()
         call.input_key = (storage, inp.storage_offset(), tuple(inp.shape), inp.stride())

@@ -19,10 +19,19 @@ from typing import Dict, List, Optional, Tuple
 from . import fused
 
 #: argument types of the kernel in Triton's signature notation, in the kernel's order
-_POINTERS = {"h_ptr": "*fp32", "pred_ptr": "*i64", "w_ptr": "*fp32", "t_ptr": "*fp32"}
-_POINTERS.update({"b_ptr": "*fp32", "z_ptr": "*fp32"})
-_INTEGERS = ("B", "K", "D", "batch_bucket", "stride_hb", "stride_hd", "stride_wk", "stride_wd")
-_INTEGERS += ("stride_tk", "stride_td", "stride_bb", "stride_bk", "stride_zb", "stride_zk")
+_POINTERS = {
+    "h_ptr": "*fp32",
+    "pred_ptr": "*i64",
+    "w_ptr": "*fp32",
+    "t_ptr": "*fp32",
+    "b_ptr": "*fp32",
+    "z_ptr": "*fp32",
+}
+_INTEGERS = (
+    *("B", "K", "D", "batch_bucket"),
+    *("stride_hb", "stride_hd", "stride_wk", "stride_wd", "stride_tk", "stride_td"),
+    *("stride_bb", "stride_bk", "stride_zb", "stride_zk"),
+)
 _USAGE = re.compile(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
 
 
@@ -90,7 +99,9 @@ def build(tile: Tuple[int, int, int, int], arch: int = 90) -> KernelBuild:
     )
 
 
-def build_all(arch: int = 90, tiles: Optional[List[Tuple[int, int, int, int]]] = None):
+def build_all(
+    arch: int = 90, tiles: Optional[List[Tuple[int, int, int, int]]] = None
+) -> List[KernelBuild]:
     """
     :param arch: compute capability times ten
     :param tiles: tiles to build; default: every tile the autotuner chooses among
@@ -110,10 +121,8 @@ def _check_tile(tile) -> None:
 
 
 def _cuobjdump() -> str:
-    import triton
-
-    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    path = os.path.join(path, "cuobjdump")
+    backend = os.path.join(os.path.dirname(fused.triton.__file__), "backends", "nvidia")
+    path = os.path.join(backend, "bin", "cuobjdump")
     if not os.path.isfile(path):
         raise RuntimeError(f"Triton's NVIDIA backend has no cuobjdump at {path}")
     return path
