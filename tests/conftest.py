@@ -21,13 +21,16 @@ TESTS = pathlib.Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 sys.path.append(str(TESTS.parent))
 
-#: tests of the full tier only, in files whose own marks do not say so: a file (every test in
-#: it) or a file and the names (without parameters) of its slow tests
+#: tests of the full tier only, in files whose own marks do not say so (files of other layers'
+#: owners): a file (every test in it) or a file and the names (without parameters) of its slow
+#: tests. Measured with --durations on 2 cores; each takes from 10 s to minutes of CPU.
 SLOW = {
-    "realdata/test_cli.py": None,
-    "realdata/test_cli_decision.py": None,
-    "realdata/test_golden.py": None,
-    "realdata/test_upstream_densenet.py": None,
+    "adapter/test_timm_sweep.py": None,  # builds 20 timm models
+    "adapter/test_probes.py": {"test_tresnet_splits_with_the_default_probe"},
+    "plugin/test_distributed.py": None,  # spawns torch.distributed processes
+    "realdata/test_golden.py": {"test_imagenet_sized_head"},  # K = 1000, D = 2048
+    # a child interpreter; the quick tier keeps the patch's own tests (test_patch_own_tests_pass)
+    "upstream/test_upstream.py": {"test_patched_package_imports"},
 }
 
 
