@@ -10,18 +10,37 @@ from line_plugin import LINe
 NUM_CLASSES, NUM_FEATURES = 7, 13
 
 
-def problem(seed: int, n: int = 140, integer: bool = False, w_scale: float = 1.0):
-    """a head (w, b) and post-ReLU-like training features whose means depend on the class"""
+def problem(
+    seed: int,
+    n: int = 140,
+    integer: bool = False,
+    w_scale: float = 1.0,
+    num_classes: int = NUM_CLASSES,
+    num_features: int = NUM_FEATURES,
+):
+    """
+    A head and post-ReLU-like training features whose means depend on the class.
+
+    :param seed: seed of the one generator that draws everything
+    :param n: training samples, classes in turn
+    :param integer: small integer weights and bias (every product and sum below is exact in
+        float32)
+    :param w_scale: scale of the (Gaussian) weights
+    :param num_classes: classes :math:`K`
+    :param num_features: features :math:`D`
+    :return: ``x`` (:math:`n \\times D`), ``y``, ``w`` (:math:`K \\times D`), ``b``
+    """
     g = torch.Generator().manual_seed(seed)
-    if integer:  # small integers: every product and sum below is exact in float32
-        w = torch.randint(-8, 9, (NUM_CLASSES, NUM_FEATURES), generator=g).float()
-        b = torch.randint(-8, 9, (NUM_CLASSES,), generator=g).float()
+    k, d = num_classes, num_features
+    if integer:
+        w = torch.randint(-8, 9, (k, d), generator=g).float()
+        b = torch.randint(-8, 9, (k,), generator=g).float()
     else:
-        w = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=g) * w_scale
-        b = torch.randn(NUM_CLASSES, generator=g)
-    y = torch.arange(n) % NUM_CLASSES
-    centers = torch.rand(NUM_CLASSES, NUM_FEATURES, generator=g) * 2
-    x = torch.relu(centers[y] + torch.randn(n, NUM_FEATURES, generator=g))
+        w = torch.randn(k, d, generator=g) * w_scale
+        b = torch.randn(k, generator=g)
+    y = torch.arange(n) % k
+    centers = torch.rand(k, d, generator=g) * 2
+    x = torch.relu(centers[y] + torch.randn(n, d, generator=g))
     return x, y, w, b
 
 

@@ -7,9 +7,10 @@ into encoder and linear head (:func:`line_plugin.zoo.split_backbone`); take the 
 fit subset, the validation split and the test sets (:mod:`.cifar10`, :mod:`.synthetic`); extract
 their features once (cached on disk, see :func:`cache_dir`; :mod:`.features`); fit every detector
 on the fit features, tune those with a ``hyperparameter_space`` by
-:class:`pytorch_ood.utils.GridSearch` on the validation split only, and evaluate them on the test
-sets through :meth:`pytorch_ood.benchmark.Benchmark.evaluate` (:class:`FeatureBenchmark`;
-:mod:`.baselines`); return a :class:`ComparisonResult` (:mod:`.report`). The validation split is a
+:class:`pytorch_ood.utils.GridSearch` on the validation split only (:mod:`.baselines`), and score
+the test sets (:func:`metrics`); return a :class:`ComparisonResult` (:mod:`.report`).
+:class:`FeatureBenchmark` runs a detector on cached features through pytorch-ood's
+:meth:`~pytorch_ood.benchmark.Benchmark.evaluate`, with the same metrics. The validation split is a
 held-out part of the training set (ID) and synthetic OOD images (noise and tile-shuffled training
 images), none of them in a test set.
 
@@ -26,7 +27,6 @@ Modules, in the order of the flow, each importing only those before it: :mod:`.m
 
 from .baselines import (
     BASELINES,
-    TorchKNN,
     ablation_detectors,
     check_detector_names,
     detector_names,
@@ -57,7 +57,6 @@ __all__ = [
     "GaussianNoise",
     "Jigsaw",
     "Sizes",
-    "TorchKNN",
     "UniformNoise",
     "ablation_detectors",
     "cache_dir",

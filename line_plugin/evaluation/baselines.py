@@ -7,9 +7,19 @@ cached penultimate features (an identity encoder, the linear head as logits mode
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from pytorch_ood.api import Detector, FeaturesDetector, RequiresFittingException
-from pytorch_ood.detector import ASH, DICE, SCALE, EnergyBased, Mahalanobis, MaxSoftmax, ReAct, ViM
-from pytorch_ood.utils import GridSearch, extract_features
+from pytorch_ood.api import Detector, FeaturesDetector
+from pytorch_ood.detector import (
+    ASH,
+    DICE,
+    KNN,
+    SCALE,
+    EnergyBased,
+    Mahalanobis,
+    MaxSoftmax,
+    ReAct,
+    ViM,
+)
+from pytorch_ood.utils import GridSearch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -34,57 +44,13 @@ class _Head(nn.Module):
         return self.fc(z.flatten(1))
 
 
-class TorchKNN(FeaturesDetector):
-    """
-    Deep nearest neighbours (Sun et al., ICML 2022) in plain torch: the outlier score is the
-    distance of the L2-normalised features to their :math:`k`-th nearest neighbour among the ID
-    training features. The same scores as :class:`pytorch_ood.detector.KNN`, which needs
-    scikit-learn; used when that is not installed.
-
-    :param encoder: feature encoder, or ``None`` for features
-    :param k: the neighbour whose distance is the score
-    """
-
-    requires_fit = True
-    hyperparameter_space = {"k": [50, 100, 200, 500, 1000]}
-
-    def __init__(self, encoder: Optional[Callable[[Tensor], Tensor]], k: int = 50):
-        self.encoder = encoder
-        self.k = k
-        self.bank: Optional[Tensor] = None
-
-    def fit(self, data_loader: DataLoader) -> "TorchKNN":
-        z, y = extract_features(data_loader, self.encoder, device=None)
-        return self.fit_features(z, y)
-
-    def fit_features(self, z: Tensor, y: Tensor) -> "TorchKNN":
-        self.bank = nn.functional.normalize(z[y >= 0].float(), dim=1)
-        return self
-
-    def predict(self, x: Tensor) -> Tensor:
-        return self.predict_features(self.encoder(x))
-
-    @torch.no_grad()
-    def predict_features(self, z: Tensor) -> Tensor:
-        if self.bank is None:
-            raise RequiresFittingException()
-        k = min(self.k, len(self.bank))
-        z = nn.functional.normalize(z.float(), dim=1)
-        out = []
-        for chunk in z.split(1024):
-            sim = chunk @ self.bank.to(chunk.device).T
-            kth = sim.topk(k, dim=1).values[:, -1]
-            out.append((2 - 2 * kth).clamp_min(0).sqrt())
-        return torch.cat(out)
-
-
 def _knn(k: int = 50) -> Detector:
     try:
-        from pytorch_ood.detector import KNN
-
         return KNN(nn.Identity(), k=k)
-    except ImportError:
-        return TorchKNN(nn.Identity(), k=k)
+    except ImportError as e:  # pytorch-ood's KNN imports scikit-learn when it is made
+        raise ImportError(
+            "the KNN baseline needs scikit-learn: pip install 'line-plugin[bench]'"
+        ) from e
 
 
 def _line(w: Tensor, b: Tensor, preset: Optional[str] = "cifar10", **kwargs) -> Detector:
@@ -121,33 +87,40 @@ def check_detector_names(names: Sequence[str], line: bool = True) -> None:
         raise ValueError(f"unknown detectors {unknown}; known: {', '.join(known)}")
 
 
-def make_detectors(w: Tensor, b: Tensor, line: bool = True) -> Dict[str, Detector]:
+def make_detectors(
+    w: Tensor, b: Tensor, line: bool = True, names: Optional[Sequence[str]] = None
+) -> Dict[str, Detector]:
     """
-    Every detector of the comparison, at its default or paper settings, working on features
+    The detectors of the comparison, at their default or paper settings, working on features
     (identity encoder; the linear head as logits model). ``"(tuned)"`` copies are made by
     :func:`~line_plugin.evaluation.compare_detectors` for those with a ``hyperparameter_space``.
 
     :param w: head weight, :math:`K \\times D`
     :param b: head bias, :math:`K`
     :param line: include LINe (paper preset ``cifar10``: ``p_a = p_w = 0.9``, ``clip = 1``)
+    :param names: the detectors to build (default: all); only these are built
     :return: name -> unfitted detector, named and ordered as :func:`detector_names`
+    :raises ValueError: on an unknown name
+    :raises ImportError: for KNN without scikit-learn (the ``bench`` extra)
     """
+    if names is not None:
+        check_detector_names(names, line)
     head = _Head(w, b)
     d = w.shape[1]
-    detectors: Dict[str, Detector] = {
-        "MSP": MaxSoftmax(head),
-        "Energy": EnergyBased(head),
-        "ReAct": ReAct(_AsMaps(), head, percentile=0.9),
-        "DICE": DICE(nn.Identity(), w, b, p=0.9),
-        "ASH": ASH(_AsMaps(), head, variant="ash-s", percentile=0.65),
-        "SCALE": SCALE(_AsMaps(), head, percentile=0.65),
-        "ViM": ViM(nn.Identity(), d=max(1, d // 2), w=w, b=b),
-        "KNN": _knn(50),
-        "Mahalanobis": Mahalanobis(nn.Identity()),
+    factories: Dict[str, Callable[[], Detector]] = {
+        "MSP": lambda: MaxSoftmax(head),
+        "Energy": lambda: EnergyBased(head),
+        "ReAct": lambda: ReAct(_AsMaps(), head, percentile=0.9),
+        "DICE": lambda: DICE(nn.Identity(), w, b, p=0.9),
+        "ASH": lambda: ASH(_AsMaps(), head, variant="ash-s", percentile=0.65),
+        "SCALE": lambda: SCALE(_AsMaps(), head, percentile=0.65),
+        "ViM": lambda: ViM(nn.Identity(), d=max(1, d // 2), w=w, b=b),
+        "KNN": lambda: _knn(50),
+        "Mahalanobis": lambda: Mahalanobis(nn.Identity()),
     }
     if line:
-        detectors["LINe"] = _line(w, b)
-    return detectors
+        factories["LINe"] = lambda: _line(w, b)
+    return {name: make() for name, make in factories.items() if names is None or name in names}
 
 
 def space_for(detector: Detector, num_features: int, num_fit: int) -> Optional[Dict[str, list]]:

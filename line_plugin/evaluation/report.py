@@ -154,6 +154,18 @@ def _roc(id_scores: Tensor, ood_scores: Tensor) -> Tuple[np.ndarray, np.ndarray]
     return np.r_[0, fp.numpy()], np.r_[0, tp.numpy()]
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or a clear error without matplotlib"""
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("the plots need matplotlib: pip install 'line-plugin[bench]'") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_roc(scores: Dict[str, Dict[str, Tensor]], path: Path, title: str = "") -> Path:
     """
     ROC curves, one panel per OOD set, one curve per detector.
@@ -162,11 +174,9 @@ def plot_roc(scores: Dict[str, Dict[str, Tensor]], path: Path, title: str = "") 
     :param path: PNG file to write
     :param title: figure title
     :return: ``path``
+    :raises ImportError: without matplotlib (the ``bench`` extra)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     datasets = [k for k in next(iter(scores.values())) if k != "ID"]
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 4), squeeze=False)
@@ -193,11 +203,9 @@ def plot_histograms(scores: Dict[str, Dict[str, Tensor]], path: Path, title: str
     :param path: PNG file to write
     :param title: figure title
     :return: ``path``
+    :raises ImportError: without matplotlib (the ``bench`` extra)
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     detectors = list(scores)
     datasets = [k for k in scores[detectors[0]] if k != "ID"]

@@ -7,14 +7,13 @@ tuned and evaluated on one backbone. Its data path runs one way: the images
 """
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from pytorch_ood.api import Detector
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import OOD_SETS
@@ -29,28 +28,23 @@ from .baselines import (
     tune,
 )
 from .cifar10 import CIFAR10Benchmark, Sizes
-from .features import FeatureBenchmark, cached_features, model_fingerprint
-from .metrics import fpr_at_id_tpr
+from .features import cached_features, model_fingerprint
+from .metrics import metrics
 from .report import ComparisonResult
 
 
-def _evaluate(
-    bench: FeatureBenchmark, name: str, detector: Detector, backbone: str, batch_size: int
-) -> Tuple[List[Dict], Dict[str, Tensor]]:
-    results = bench.evaluate(detector, loader_kwargs={"batch_size": batch_size})
-    z_id, _ = bench.test_id
-    scores = {"ID": predict(detector, z_id)}
-    records = []
-    for result in results:
-        dataset = result["Dataset"]
-        scores[dataset] = predict(detector, bench.ood[dataset])
-        labels = torch.cat([torch.zeros(len(z_id)), -torch.ones(len(bench.ood[dataset]))])
-        fpr95 = fpr_at_id_tpr(torch.cat([scores["ID"], scores[dataset]]), labels)
-        record = {"backbone": backbone, "detector": name, "dataset": dataset}
-        record.update({k: float(result[k]) for k in ("AUROC", "AUPR-IN", "AUPR-OUT", "FPR95TPR")})
-        record["FPR95"] = fpr95
-        records.append(record)
-    return records, scores
+@dataclass
+class _Features:
+    """the cached features of one backbone on every split, and its head"""
+
+    fit: Tuple[Tensor, Tensor]
+    val: Tuple[Tensor, Tensor]  # validation ID and OOD (labelled -1), concatenated
+    test_id: Tuple[Tensor, Tensor]
+    ood: Dict[str, Tensor]
+    w: Tensor
+    b: Tensor
+    counts: Dict[str, int]
+    timings: Dict[str, float]
 
 
 def compare_detectors(
@@ -90,23 +84,52 @@ def compare_detectors(
         are fitted and evaluated on the CPU, on the cached features
     :param progress: show progress bars
     :return: records, ablation records, test scores and metadata
+    :raises ValueError: on an unknown detector name, before any model is loaded
     """
     start = time.perf_counter()
     if detectors is not None:  # before the minutes of feature extraction
         check_detector_names(detectors, line)
     sizes = sizes or Sizes()
     zoo = load_model(backbone) if isinstance(backbone, str) else backbone
-    name = zoo.name
     if batch_size is None:
         batch_size = 16 if str(device) == "cpu" else 256
+    images = CIFAR10Benchmark(zoo.transform, sizes, ood, data_dir)
+    features = _extract(zoo, images, features_dir, batch_size, num_workers, device, progress)
+    result = ComparisonResult()
+    tuned_params, fit_times = _run_detectors(
+        result, features, zoo.name, detectors, line, tuned, spaces, progress
+    )
+    if ablation is None:
+        ablation = line and zoo.name.startswith("densenet_bc100")
+    if ablation and line:
+        for label, detector in ablation_detectors(features.w, features.b).items():
+            fit_detector(detector, *features.fit)
+            records, _ = _evaluate(features, f"LINe [{label}]", detector, zoo.name)
+            result.ablation += records
+    timings = dict(features.timings)
+    timings["features total"] = round(sum(timings.values()), 2)
+    timings["detectors"] = fit_times
+    timings["total"] = round(time.perf_counter() - start, 2)
+    result.meta = _meta(zoo, sizes, features, tuned_params, timings)
+    return result
+
+
+def _extract(
+    zoo: ZooModel,
+    images: CIFAR10Benchmark,
+    features_dir: Optional[Union[str, Path]],
+    batch_size: int,
+    num_workers: int,
+    device: str,
+    progress: bool,
+) -> _Features:
+    """the features of every split, read from the cache or extracted once, and the head"""
     encoder, w, b = split_backbone(zoo)
     zoo.model.to(device)
-    key = f"{name}|{model_fingerprint(zoo.model)}"
-    images = CIFAR10Benchmark(zoo.transform, sizes, ood, data_dir)
-
+    key = f"{zoo.name}|{model_fingerprint(zoo.model)}"
     timings: Dict[str, float] = {}
 
-    def features(what: str, dataset: Dataset) -> Tuple[Tensor, Tensor]:
+    def features(what: str, dataset) -> Tuple[Tensor, Tensor]:
         t0 = time.perf_counter()
         out = cached_features(
             encoder,
@@ -116,7 +139,7 @@ def compare_detectors(
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
-            desc=f"{name}: {what}",
+            desc=f"{zoo.name}: {what}",
             progress=progress,
         )
         timings[f"features {what}"] = round(time.perf_counter() - t0, 2)
@@ -128,75 +151,98 @@ def compare_detectors(
         z_vi, y_vi = features("val ID", val_id)
         z_vo, _ = features("val OOD", val_ood)
         test_id = features("test ID", images.test_sets(known=True, unknown=False)[0])
-        ood_z = {
-            n: features(n, ds)[0] for n, ds in zip(images.ood_names, images.test_sets(known=False))
-        }
+        ood_sets = zip(images.ood_names, images.test_sets(known=False))
+        ood = {name: features(name, dataset)[0] for name, dataset in ood_sets}
     val = (torch.cat([z_vi, z_vo]), torch.cat([y_vi, torch.full((len(z_vo),), -1)]))
-    bench = FeatureBenchmark(fit, test_id, ood_z)
-    accuracy = float(((test_id[0] @ w.T + b).argmax(1) == test_id[1]).double().mean())
+    counts = {"fit": len(fit[0]), "val_id": len(z_vi), "val_ood": len(z_vo)}
+    counts["test_id"] = len(test_id[0])
+    counts.update({name: len(z) for name, z in ood.items()})
+    return _Features(fit, val, test_id, ood, w, b, counts, timings)
 
-    base = make_detectors(w, b, line=line)
-    if detectors is not None:
-        base = {k: v for k, v in base.items() if k in detectors}
-    result = ComparisonResult()
+
+def _run_detectors(
+    result: ComparisonResult,
+    features: _Features,
+    backbone: str,
+    names: Optional[Sequence[str]],
+    line: bool,
+    tuned: bool,
+    spaces: Optional[Dict[str, Dict[str, list]]],
+    progress: bool,
+) -> Tuple[Dict[str, Dict], Dict[str, float]]:
+    """
+    Fits each detector at its own settings and, with ``tuned``, a fresh copy tuned on the
+    validation split; adds their records and scores to ``result``.
+
+    :return: the tuned hyperparameters and the fit times, by label
+    """
+    w, b = features.w, features.b
+    base = make_detectors(w, b, line=line, names=names)
     tuned_params: Dict[str, Dict] = {}
     fit_times: Dict[str, float] = {}
-    names = list(base)
-    for det_name in tqdm(names, desc=f"{name}: detectors", disable=not progress, leave=False):
-        label = "LINe (paper)" if det_name == "LINe" else det_name
-        variants = [(label, base[det_name], None)]
-        space = space_for(base[det_name], w.shape[1], len(fit[0]))
-        if spaces and det_name in spaces:
-            space = spaces[det_name]
+    for name in tqdm(list(base), desc=f"{backbone}: detectors", disable=not progress, leave=False):
+        variants = [("LINe (paper)" if name == "LINe" else name, base[name], None)]
+        space = space_for(base[name], w.shape[1], len(features.fit[0]))
+        if spaces and name in spaces:
+            space = spaces[name]
         if tuned and space:
-            fresh = make_detectors(w, b, line=line)[det_name]
-            variants.append((f"{det_name} (tuned)", fresh, space))
+            fresh = make_detectors(w, b, line=line, names=[name])[name]
+            variants.append((f"{name} (tuned)", fresh, space))
         for label, detector, search_space in variants:
             t0 = time.perf_counter()
             if search_space is None:
-                fit_detector(detector, *fit)
+                fit_detector(detector, *features.fit)
             else:
-                search = tune(detector, fit, val, search_space)
+                search = tune(detector, features.fit, features.val, search_space)
                 tuned_params[label] = {
                     "params": search.best_params_,
                     "val_AUROC": search.best_score_,
                 }
             fit_times[label] = round(time.perf_counter() - t0, 2)
-            records, scores = _evaluate(bench, label, detector, name, 4096)
+            records, scores = _evaluate(features, label, detector, backbone)
             result.records += records
             result.scores[label] = scores
+    return tuned_params, fit_times
 
-    if ablation is None:
-        ablation = line and name.startswith("densenet_bc100")
-    if ablation and line:
-        for label, detector in ablation_detectors(w, b).items():
-            fit_detector(detector, *fit)
-            records, _ = _evaluate(bench, f"LINe [{label}]", detector, name, 4096)
-            result.ablation += records
 
-    timings["features total"] = round(sum(timings.values()), 2)
-    timings["detectors"] = fit_times
-    timings["total"] = round(time.perf_counter() - start, 2)
-    result.meta = {
-        "backbone": name,
+def _evaluate(
+    features: _Features, label: str, detector: Detector, backbone: str
+) -> Tuple[List[Dict], Dict[str, Tensor]]:
+    """the records (:func:`~.metrics.metrics`) and test scores of a fitted detector"""
+    z_id, _ = features.test_id
+    scores = {"ID": predict(detector, z_id)}
+    records = []
+    for dataset, z_ood in features.ood.items():
+        scores[dataset] = predict(detector, z_ood)
+        labels = torch.cat([torch.zeros(len(z_id)), -torch.ones(len(z_ood))])
+        record = {"backbone": backbone, "detector": label, "dataset": dataset}
+        record.update(metrics(torch.cat([scores["ID"], scores[dataset]]), labels))
+        records.append(record)
+    return records, scores
+
+
+def _meta(
+    zoo: ZooModel,
+    sizes: Sizes,
+    features: _Features,
+    tuned_params: Dict[str, Dict],
+    timings: Dict,
+) -> Dict:
+    """what the comparison ran on: backbone, accuracy, sizes, tuned settings, timings"""
+    (z, y), w, b = features.test_id, features.w, features.b
+    return {
+        "backbone": zoo.name,
         "arch": zoo.spec.get("arch"),
         "num_features": int(w.shape[1]),
-        "test_accuracy": accuracy,
+        "test_accuracy": float(((z @ w.T + b).argmax(1) == y).double().mean()),
         "sizes": asdict(sizes),
         "validation": "held-out training images (ID); Gaussian and uniform noise, jigsaw (OOD)",
-        "n": {
-            "fit": len(fit[0]),
-            "val_id": len(z_vi),
-            "val_ood": len(z_vo),
-            "test_id": len(test_id[0]),
-            **{k: len(v) for k, v in ood_z.items()},
-        },
+        "n": features.counts,
         "tuned": tuned_params,
         "timings_s": timings,
         "threads": torch.get_num_threads(),
         "versions": _versions(),
     }
-    return result
 
 
 def _versions() -> Dict[str, str]:

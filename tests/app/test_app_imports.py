@@ -22,11 +22,26 @@ FLOW = [
 ]
 
 
-def test_imported_reads_relative_and_lazy_imports(tmp_path):
-    source = PACKAGE / "evaluation" / "runner.py"
-    found = imported(source)
-    assert "line_plugin.evaluation.features" in found
-    assert "line_plugin.zoo" in found
+def test_imported_reads_relative_absolute_and_lazy_imports():
+    source = "\n".join(
+        [
+            "import torch",
+            "from . import features",
+            "from .metrics import metrics",
+            "from ..zoo import load_model",
+            "import line_plugin.cli",
+            "def f():",
+            "    from ..data import OOD_SETS",  # a lazy import counts too
+        ]
+    )
+    found = imported(PACKAGE / "evaluation" / "runner.py", source)
+    assert found == {
+        "line_plugin.evaluation.features",
+        "line_plugin.evaluation.metrics",
+        "line_plugin.zoo",
+        "line_plugin.cli",
+        "line_plugin.data",
+    }
 
 
 @pytest.mark.parametrize("name", FLOW)

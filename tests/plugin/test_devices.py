@@ -12,13 +12,12 @@ from unittest import mock
 
 import pytest
 import torch
-from synthetic import NUM_FEATURES, problem, rounding_bound
+from synthetic import NUM_FEATURES, assert_same_state, problem, rounding_bound
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from line_plugin import LINe
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 SETTINGS = [(0.9, 0.9, 1.0), (0.1, 0.1, 0.8), (0.5, 0.0, None), (0.0, 0.0, None)]
 
 
@@ -42,15 +41,6 @@ def held_tensors(det: LINe) -> Dict[str, Tensor]:
     for name, value in vars(det).items():
         walk(name, value)
     return found
-
-
-def assert_same_state(a: LINe, b: LINe) -> None:
-    sa, sb = a.state_dict(), b.state_dict()  # state_dict() is on the CPU
-    for key, value in sa.items():
-        if isinstance(value, Tensor):
-            assert value.dtype == sb[key].dtype and torch.equal(value, sb[key]), key
-        else:
-            assert value == sb[key], key
 
 
 def scored(det: LINe) -> LINe:
@@ -137,7 +127,6 @@ def test_fit_keeps_the_detectors_device():
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_fit_on_cpu_move_to_cuda(setting, ieee_float32):
     cpu = scored(fitted(*setting))
@@ -170,7 +159,6 @@ def test_fit_on_cpu_move_to_cuda(setting, ieee_float32):
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("clip_quantile", [None, 0.9])
 def test_fit_on_cuda_features(clip_quantile, ieee_float32):
     x, y, w, b = problem(0)
@@ -192,7 +180,6 @@ def test_fit_on_cuda_features(clip_quantile, ieee_float32):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_fit_with_an_encoder_module_on_cuda(ieee_float32):
     g = torch.Generator().manual_seed(5)
     encoder = nn.Sequential(nn.Linear(6, NUM_FEATURES), nn.ReLU())
@@ -213,7 +200,6 @@ def test_fit_with_an_encoder_module_on_cuda(ieee_float32):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_edge_inputs_on_cuda(ieee_float32):
     cpu = fitted(0.0, 0.0, None)
     gpu = copy.deepcopy(cpu).to("cuda")
@@ -240,7 +226,6 @@ def test_edge_inputs_on_cuda(ieee_float32):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_state_round_trip_across_devices():
     gpu = fitted(0.3, 0.6, 1.5, clip_quantile=None).to("cuda")
     x, y, w, b = problem(0)

@@ -20,7 +20,6 @@ from line_plugin.plugin import fused
 
 pytest.importorskip("triton")
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 # B, K, D: none a multiple of any tile of fused.CONFIGS
 SHAPE = (37, 45, 70)
 
@@ -298,7 +297,6 @@ def test_bad_inputs(interpreter, change, message):
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("row_bias", [False, True])
 def test_cuda_every_tile_matches_the_loop_exactly(row_bias):
     problems = [dyadic_problem(kind, row_bias, "cuda") for kind in ("one", "distinct", "mixed")]
@@ -313,7 +311,6 @@ def test_cuda_every_tile_matches_the_loop_exactly(row_bias):
 
 
 @pytest.mark.cuda
-@needs_cuda
 def test_cuda_imagenet_scale_memory_and_rounding():
     """K = 1000, D = 2048, batch 256 of 256 classes: float32 rounding only, and no memory beyond
     the B x K output"""
@@ -339,7 +336,6 @@ def test_cuda_imagenet_scale_memory_and_rounding():
 
 
 @pytest.mark.cuda
-@needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_cuda_detector_uses_the_kernel(monkeypatch, dtype):
     """on CUDA the detector picks the kernel by itself (float64 keeps the loop), and scores as

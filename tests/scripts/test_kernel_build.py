@@ -1,15 +1,18 @@
 """
-The fused kernel built for CUDA architectures on the CPU (:mod:`line_plugin.plugin.kernel_build`):
+The fused kernel built for CUDA architectures on the CPU (``benchmarks/kernel_build.py``):
 every tile the autotuner chooses among compiles for the GPUs people score on, and fits in
 registers there. The interpreter tests (test_fused.py) check what the kernel computes; these check
 what the interpreter cannot: that Triton's compiler accepts it and that no tile spills.
 """
 
+import inspect
+
 import pytest
 
-from line_plugin.plugin import fused, kernel_build
+from line_plugin.plugin import fused
 
 pytest.importorskip("triton")
+from benchmarks import kernel_build  # noqa: E402  (the repository root is on the path)
 
 
 def _built(tile, arch):
@@ -21,6 +24,16 @@ def _built(tile, arch):
         raise
 
 
+def test_the_signature_is_read_from_the_kernel():
+    types, constants = kernel_build.signature((16, 32, 8, 4))
+    assert list(types) == list(inspect.signature(kernel_build.KERNEL).parameters)
+    assert constants == {"BLOCK_B": 16, "BLOCK_K": 32, "BLOCK_D": 8}
+    assert {types[name] for name in constants} == {"constexpr"}
+    assert types["pred_ptr"] == "*i64" and types["h_ptr"] == types["z_ptr"] == "*fp32"
+    assert types["B"] == types["stride_zk"] == "i32"
+
+
+@pytest.mark.slow  # a Triton build takes about a second
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("tile", fused.CONFIGS)
 def test_every_tile_compiles_without_spills(tile, arch):
@@ -32,12 +45,14 @@ def test_every_tile_compiles_without_spills(tile, arch):
     assert 0 < built.shared <= 48 * 1024
 
 
+@pytest.mark.slow
 def test_a_tile_too_large_for_the_registers_is_reported_as_spilling():
     # 128 x 128 x 8 partial sums on 4 warps: 1,024 floats per thread, far over 255 registers
     built = _built((128, 128, 8, 4), 90)
     assert built.spilled > 0
 
 
+@pytest.mark.slow
 def test_the_build_is_what_the_gpu_would_launch():
     assert kernel_build.build_all(90, [fused.DEFAULT_CONFIG])[0].tile == fused.DEFAULT_CONFIG
     assert kernel_build.build_all(90)[-1].tile == fused.CONFIGS[-1]
