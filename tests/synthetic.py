@@ -81,15 +81,3 @@ def assert_same_state(a: LINe, b: LINe) -> None:
             assert torch.equal(value, sb[key]), key
         else:
             assert value == sb[key], key
-
-
-def synthetic(num_classes=7, num_features=13, n=400, seed=0):
-    """a head (w, b) and 400 post-ReLU-like training features: ``x, y, w, b``"""
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(num_classes, num_features, generator=g)
-    b = torch.randn(num_classes, generator=g)
-    y = torch.arange(n) % num_classes
-    # post-ReLU-like features whose mean depends on the class
-    centers = torch.rand(num_classes, num_features, generator=g) * 2
-    x = torch.relu(centers[y] + torch.randn(n, num_features, generator=g))
-    return x, y, w, b
