@@ -1,7 +1,7 @@
 """
-Steps 2 and 3 of the core detector: the activation masks are NumPy's linear quantile with a
-strict ``>``, and the weight thresholds found by selection equal those of all K x D products
-(bit for bit), ties and dead neurons included.
+Steps 2 and 3: the core's activation masks are NumPy's linear quantile with a strict ``>``, its
+weight thresholds are the definition, and the plugin's fast selection equals the core's exact
+selection over all K x D products bit for bit, ties and dead neurons included.
 """
 
 import unittest
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from line_plugin.core import LINe
-from line_plugin.core.line import _WeightThreshold
+from line_plugin.plugin.selection import WeightThreshold
 
 
 def head(num_classes, num_features, seed, levels=None, zero_scale=0.0):
@@ -60,7 +60,7 @@ class TestMasks(unittest.TestCase):
 
 class TestSelection(unittest.TestCase):
     def assert_same(self, w, c, p):
-        select = _WeightThreshold(w, p)
+        select = WeightThreshold(w, p)
         for label in range(w.shape[0]):
             a = np.abs(c[label])
             np.testing.assert_array_equal(select(a), select._dense(a), err_msg=f"class {label}")
@@ -81,13 +81,27 @@ class TestSelection(unittest.TestCase):
     def test_selection_route_is_taken(self):
         # the sample brackets the order statistics: no fallback to all products
         w, c = head(60, 400, 2)
-        select = _WeightThreshold(w, 0.3)
+        select = WeightThreshold(w, 0.3)
         select._dense = None  # would fail if called
         select(np.abs(c[0]))
 
     def test_dense_route_is_the_definition(self):
         w, c = head(5, 30, 3)
-        thresholds = _WeightThreshold(w, 0.7)._dense(np.abs(c[2]))
+        thresholds = WeightThreshold(w, 0.7)._dense(np.abs(c[2]))
         products = np.abs(c[2])[None, :] * w
         expected = products > np.quantile(products, 0.7)
         np.testing.assert_array_equal(w > thresholds[None, :], expected)
+
+
+class TestCoreAndPluginSelection(unittest.TestCase):
+    def test_the_plugin_selection_is_the_core_selection(self):
+        from line_plugin import LINe as PluginLINe
+
+        for kw in (dict(), dict(levels=30), dict(zero_scale=0.3)):
+            w, c = head(30, 300, 5, **kw)
+            for p in (0.1, 0.9):
+                core, _ = fitted(w, c, 0.2, p)
+                plugin = PluginLINe(None, torch.from_numpy(w), p_a=0.2, p_w=p)
+                plugin.class_means, plugin.class_counts = core.class_means, core.class_counts
+                self.assertTrue(torch.equal(plugin.weight_threshold, core.weight_threshold))
+                self.assertTrue(torch.equal(plugin.activation_keep, core.activation_keep))
