@@ -7,7 +7,6 @@
 
 """
 
-import logging
 from typing import Callable, Iterable, Optional, Tuple, Union
 
 import numpy as np
@@ -26,8 +25,6 @@ from pytorch_ood.utils.utils import _check_fraction
 from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import Self
-
-log = logging.getLogger(__name__)
 
 
 class LINe(FeaturesDetector):
@@ -48,11 +45,10 @@ class LINe(FeaturesDetector):
        :math:`z = (W \\odot M_l)(h \\odot m_l) + b`, mapped to outlier scores by ``detector``.
 
     Quantiles interpolate linearly; a fraction of 0 or ``clip=None`` turns that part off (all
-    off: :class:`EnergyBased`; the clip alone: :class:`ReAct` with a fixed threshold). Fitting is
-    one pass into float64 class sums. As :math:`|C_{lj}| W_{kj}` is monotone in :math:`W_{kj}`,
-    :math:`M_l` keeps :math:`W_{kj}` if and only if :math:`W_{kj} > T_{lj}`, so
-    :math:`K \\times D` thresholds replace :math:`K \\times K \\times D` masks, and scoring
-    builds one masked :math:`K \\times D` matrix per predicted class of a batch.
+    off: :class:`EnergyBased`). Fitting is one pass into float64 class sums. :math:`M_l` keeps
+    :math:`W_{kj}` if and only if :math:`W_{kj} > T_{lj}` (:math:`|C_{lj}| W_{kj}` is monotone in
+    :math:`W_{kj}`): :math:`K \\times D` thresholds replace :math:`K \\times K \\times D`
+    masks, and scoring builds one masked :math:`K \\times D` matrix per predicted class.
 
     Public: ``weight``, ``bias``, ``class_means``, ``class_counts`` (float64, int64, on the CPU;
     assigning the last two restores a fitted detector), ``activation_keep``, ``weight_threshold``,
@@ -63,7 +59,6 @@ class LINe(FeaturesDetector):
 
     .. code-block:: python
 
-        model = WideResNet()
         detector = LINe(model.features, w=model.fc.weight, b=model.fc.bias, p_a=0.9, p_w=0.9)
         detector.fit(train_loader)
         scores = detector(images)
@@ -83,8 +78,7 @@ class LINe(FeaturesDetector):
 
     requires_fit = True
 
-    #: Default search space for :class:`pytorch_ood.utils.GridSearch`: the paper's fractions of
-    #: neurons (``p_a``) and weights (``p_w``) pruned, with and without the clip of 1.
+    #: Default search space for :class:`pytorch_ood.utils.GridSearch`: the paper's values.
     hyperparameter_space = {"p_a": [0.1, 0.9], "p_w": [0.1, 0.9], "clip": [None, 1.0]}
 
     def __init__(
@@ -98,8 +92,7 @@ class LINe(FeaturesDetector):
         detector: Optional[Callable[[Tensor], Tensor]] = None,
     ):
         """
-        :param encoder: maps inputs to features :math:`B \\times D`; ``None`` to use
-            ``fit_features(...)`` and ``predict_features(...)`` only
+        :param encoder: maps inputs to features :math:`B \\times D` (``None``: features only)
         :param w: weights of the last layer, :math:`K \\times D`
         :param b: bias of the last layer, :math:`K` (``None``: zeros)
         :param p_a: fraction in :math:`[0, 1]` of the neurons pruned per class
@@ -111,8 +104,7 @@ class LINe(FeaturesDetector):
         b = torch.zeros(len(w)) if b is None else b
         self.weight = w.detach().to("cpu", torch.float64).clone()
         self.bias = b.detach().to("cpu", torch.float64).clone()
-        self.p_a = _check_fraction("p_a", p_a)
-        self.p_w = _check_fraction("p_w", p_w)
+        self.p_a, self.p_w = _check_fraction("p_a", p_a), _check_fraction("p_w", p_w)
         self.clip = clip
         self.detector = detector or EnergyBased.score
         self.class_means: Optional[Tensor] = None
@@ -140,35 +132,16 @@ class LINe(FeaturesDetector):
         """
         if self.encoder is None:
             raise ModelNotSetException()
-        device = self.device
-        if device is None:
-            device = "cpu"
-            log.warning(f"No device set. Will use '{device}'.")
-            self.to(device)
-
-        def batches():
-            for x, y in data_loader:
-                known = is_known(y)
-                if known.any():
-                    yield self.encoder(x[known.to(x.device)].to(device)), y[known]
-
-        return self.fit_batches(batches())
+        device = self.device or torch.device("cpu")
+        return self.fit_batches((self.encoder(x.to(device)), y) for x, y in data_loader)
 
     def fit_features(self, x: Tensor, y: Tensor) -> Self:
-        """
-        :param x: features :math:`N \\times D`, labels ``y`` :math:`N` (``y < 0``: ignored)
-        :return: the fitted detector
-        """
+        """fit on features ``x`` (:math:`N \\times D`) and labels ``y`` (``y < 0``: ignored)"""
         return self.fit_batches([(x, y)])
 
     @torch.no_grad()
     def fit_batches(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
-        """
-        One pass adding the features to float64 class sums on the CPU.
-
-        :param batches: pairs of features :math:`B \\times D` and labels :math:`B`
-        :return: the detector fitted by :meth:`fit_class_sums`
-        """
+        """fit on pairs of features and labels, added in one pass to float64 class sums"""
         sums = torch.zeros(self.weight.shape, dtype=torch.float64)
         counts = torch.zeros(len(self.weight), dtype=torch.int64)
         for x, y in batches:
@@ -179,14 +152,9 @@ class LINe(FeaturesDetector):
         return self.fit_class_sums(sums, counts)
 
     def fit_class_sums(self, sums: Tensor, counts: Tensor) -> Self:
-        """
-        :param sums: float64 sums of the ID features per class, :math:`K \\times D`
-        :param counts: number of ID samples per class, :math:`K`
-        :return: the detector with class means ``sums / counts``
-        """
-        missing = (counts == 0).nonzero().flatten().tolist()
-        if missing:
-            raise ValueError(f"no training sample for class(es) {missing[:20]}: LINe needs all")
+        """fit the class means ``sums / counts`` (float64 :math:`K \\times D`, int64 :math:`K`)"""
+        if (counts == 0).any():
+            raise ValueError("LINe needs a training sample of every class")
         self.class_means = sums / counts[:, None]
         self.class_counts = counts
         return self
@@ -200,15 +168,13 @@ class LINe(FeaturesDetector):
 
     @property
     def weight_threshold(self) -> Tensor:
-        """the masks of step 3 as thresholds :math:`T` (:math:`K \\times D`, float64):
-        class :math:`l` keeps :math:`W_{kj}` if and only if :math:`W_{kj} > T_{lj}`"""
+        """the masks of step 3 as :math:`K \\times D` float64 thresholds :math:`T`"""
         return self._masks()[3]
 
     def weight_thresholds(self, scale: np.ndarray) -> np.ndarray:
         """
         :param scale: :math:`|C_{l,:}|` of class :math:`l`, shape :math:`D`
-        :return: :math:`T_{l,:}`, the largest pruned weight of each column (:math:`-\\infty`:
-            none), selected exactly among all :math:`KD` products
+        :return: :math:`T_{l,:}`, each column's largest pruned weight (:math:`-\\infty`: none)
         """
         weight = self.weight.numpy()
         products = weight * scale
@@ -236,10 +202,7 @@ class LINe(FeaturesDetector):
     # -- step 4: score -------------------------------------------------------------------------
 
     def predict(self, x: Tensor) -> Tensor:
-        """
-        :param x: inputs, passed through ``encoder``
-        :return: outlier scores of shape :math:`B`
-        """
+        """:return: outlier scores of the inputs ``x``, passed through ``encoder``"""
         if self.encoder is None:
             raise ModelNotSetException()
         with torch.no_grad():
@@ -247,18 +210,12 @@ class LINe(FeaturesDetector):
 
     @torch.no_grad()
     def predict_features(self, x: Tensor) -> Tensor:
-        """
-        :param x: features :math:`B \\times D` (float64 computed in float64, others in float32)
-        :return: outlier scores, shape :math:`B`
-        """
+        """:return: outlier scores of features ``x`` (float64 in float64, others in float32)"""
         return self.detector(self.pruned_logits(x))
 
     @torch.no_grad()
     def pruned_logits(self, x: Tensor) -> Tensor:
-        """
-        :param x: features :math:`B \\times D`
-        :return: the pruned logits :math:`z` of step 4, :math:`B \\times K`
-        """
+        """:return: the pruned logits :math:`z` (step 4) of features ``x``"""
         _, _, keep, threshold, casts = self._masks()
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         if (dtype, x.device) not in casts:  # cast on the CPU, then moved
