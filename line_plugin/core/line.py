@@ -107,8 +107,7 @@ class LINe(FeaturesDetector):
         self.p_a, self.p_w = _check_fraction("p_a", p_a), _check_fraction("p_w", p_w)
         self.clip = clip
         self.detector = detector or EnergyBased.score
-        self.class_means: Optional[Tensor] = None
-        self.class_counts: Optional[Tensor] = None
+        self.class_means = self.class_counts = None  # Optional[Tensor]
         self._derived = None  # (class_means, (p_a, p_w), keep, threshold, {casts})
 
     def to(self, device: Union[str, torch.device]) -> Self:

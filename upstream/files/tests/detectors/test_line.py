@@ -61,7 +61,12 @@ class TestLINe(unittest.TestCase):
         self.assertEqual(detector.weight_threshold.shape, (3, 32))
 
     def test_reference(self):
-        for p_a, p_w, clip in [(0.9, 0.9, 0.5), (0.5, 0.1, 0.2), (0.1, 0.5, None), (0.0, 0.9, 1.0)]:
+        for p_a, p_w, clip in [
+            (0.9, 0.9, 0.5),
+            (0.5, 0.1, 0.2),
+            (0.1, 0.5, None),
+            (0.0, 0.9, 1.0),
+        ]:
             with self.subTest(p_a=p_a, p_w=p_w, clip=clip):
                 detector = self._detector(p_a=p_a, p_w=p_w, clip=clip)
                 detector.fit_features(self.z, self.y)
