@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from line_plugin.core import LINe
 
+
 def problem_of(num_classes, num_features, seed):
     """the problem of tests/synthetic.py, of another size"""
     g = torch.Generator().manual_seed(seed)

@@ -79,7 +79,9 @@ def test_patch_applies_cleanly_to_the_repository():
 def test_docs_page_is_the_four_line_stub():
     tree = patched_tree()[0]
     dice = (tree / "docs/detectors/dice.rst").read_text()
-    assert (tree / mp.DOCS_PAGE).read_text() == dice.replace("DICE", "LINe").replace("dice", "line")
+    assert (tree / mp.DOCS_PAGE).read_text() == dice.replace("DICE", "LINe").replace(
+        "dice", "line"
+    )
     assert ".. rubric:: Examples" in (tree / mp.DETECTOR).read_text()
 
 
@@ -173,3 +175,15 @@ def test_patched_files_pass_upstream_lint():
     before = {path for path, _, _ in _ruff(pristine_tree(), [f for f in files if f in EDITED])}
     assert before <= {"tests/detectors/test_detector_taxonomy.py"}
     assert _ruff(patched_tree()[0], [f for f in files if f not in before]) == []
+
+
+def test_agreement_script_with_the_authors_algorithm(capsys):
+    # upstream/check_agreement.py on its random features: masks identical, scores to 1e-9
+    spec = importlib.util.spec_from_file_location(
+        "check_agreement", mp.HERE / "check_agreement.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main() == 0
+    out = capsys.readouterr().out
+    assert out.count("masks identical: True") == len(module.SETTINGS)
