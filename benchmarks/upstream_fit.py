@@ -3,7 +3,8 @@ Fit time of the upstream module (``line_plugin.core.LINe``, the patch's
 ``pytorch_ood/detector/line.py``) at ImageNet scale, K = 1000 classes, D = 2048 features: the
 streaming pass over N features and the derivation of the masks (exact selection of the weight
 thresholds over all K x D products, per class), against the plugin's fast selection (bit for bit
-the same thresholds).
+the same thresholds). The plugin derives its masks within its fit too: its streaming time
+includes them, and the masks are timed for both by deriving them again from the same means.
 
 .. code-block:: bash
 
@@ -40,7 +41,8 @@ def timed(cls, w, b, x, y, p_a, p_w):
     t0 = time.perf_counter()
     det.fit_batches(zip(x.split(BATCH), y.split(BATCH)))
     t1 = time.perf_counter()
-    threshold = det.weight_threshold  # derived on first use
+    det.class_means = det.class_means.clone()  # the masks of these means are derived anew
+    threshold = det.weight_threshold
     t2 = time.perf_counter()
     return det, round(t1 - t0, 2), round(t2 - t1, 2), threshold
 

@@ -118,8 +118,9 @@ class LINe(FeaturesDetector):
 
     @property
     def device(self) -> Optional[torch.device]:
-        """the device set by :meth:`to`, else the encoder's (if one can be inferred)"""
-        return getattr(self, "_device", None) or self._infer_value_device(self.encoder)
+        """the device set by :meth:`to`, else the encoder's, else the CPU (of the statistics)"""
+        device = getattr(self, "_device", None) or self._infer_value_device(self.encoder)
+        return device or self.weight.device
 
     # -- step 1: class means -------------------------------------------------------------------
 
@@ -154,8 +155,7 @@ class LINe(FeaturesDetector):
         """fit the class means ``sums / counts`` (float64 :math:`K \\times D`, int64 :math:`K`)"""
         if (counts == 0).any():
             raise ValueError("LINe needs a training sample of every class")
-        self.class_means = sums / counts[:, None]
-        self.class_counts = counts
+        self.class_means, self.class_counts = sums / counts[:, None], counts
         return self
 
     # -- steps 2 and 3: masks ------------------------------------------------------------------
