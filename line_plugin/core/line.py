@@ -132,8 +132,7 @@ class LINe(FeaturesDetector):
         """
         if self.encoder is None:
             raise ModelNotSetException()
-        device = self.device or torch.device("cpu")
-        return self.fit_batches((self.encoder(x.to(device)), y) for x, y in data_loader)
+        return self.fit_batches((self.encoder(x.to(self.device)), y) for x, y in data_loader)
 
     def fit_features(self, x: Tensor, y: Tensor) -> Self:
         """fit on features ``x`` (:math:`N \\times D`) and labels ``y`` (``y < 0``: ignored)"""
