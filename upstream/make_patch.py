@@ -1,11 +1,15 @@
 """
-Builds ``upstream/pytorch_ood_line.patch``: LINe as a pull request to pytorch-ood, a unified
-diff against the pytorch-ood 0.4.0 source distribution, applied with ``patch -p1`` at its root.
+Builds ``upstream/pytorch_ood_line.patch``: LINe as a pull request to pytorch-ood's repository, a
+unified diff applied with ``patch -p1`` at its root, at the commit pinned in ``upstream/BASE``.
 
-The detector file of the patch is generated from ``line_plugin/core/line.py``; only its import
-lines and its ``autoclass`` path differ (see :func:`upstream_module`). The patch's test file
-and documentation page are copied from ``upstream/files/``. The output is deterministic: fixed
-file order, no timestamps.
+The base tree is pytorch-ood's repository files that a detector's pull request touches
+(``../shared/pytorch-ood-repo``, or ``$PYTORCH_OOD_REPO``: tests, docs, README) with ``src/`` from
+the 0.4.0 source distribution (at the pinned commit, ``src/pytorch_ood/detector/__init__.py`` is
+byte-identical to 0.4.0's). The patch adds the detector file, generated from
+``line_plugin/core/line.py`` (only its import lines and its ``autoclass`` path differ, see
+:func:`upstream_module`), its export, its tests (``upstream/files/``, ours), its documentation
+page, and its entry in every registry pytorch-ood's CI checks (:data:`EDITS`). The ``src/`` part
+also applies to the 0.4.0 release. The output is deterministic: fixed file order, no timestamps.
 
 .. code-block:: bash
 
@@ -28,13 +32,17 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CORE = REPO / "line_plugin" / "core" / "line.py"
 FILES = HERE / "files"
 PATCH = HERE / "pytorch_ood_line.patch"
+#: the commit of pytorch-ood's repository the patch targets
+BASE = (HERE / "BASE").read_text().split()[0]
+#: pytorch-ood's repository files at BASE (read-only, not part of this project)
+REPOSITORY = Path(os.environ.get("PYTORCH_OOD_REPO", REPO.parent / "shared" / "pytorch-ood-repo"))
 
 VERSION = "0.4.0"
 SDIST = f"pytorch_ood-{VERSION}.tar.gz"
@@ -43,8 +51,16 @@ SDIST_SHA256 = "1f7cb44eb7d2ed6a9fd59352e34af25a5ce96e3605167882c33026d36c002a00
 
 DETECTOR = "src/pytorch_ood/detector/line.py"
 EXPORTS = "src/pytorch_ood/detector/__init__.py"
+DOCS_PAGE = "docs/detectors/line.rst"
 #: files copied verbatim from upstream/files/ (same relative path in the patch)
-COPIED = ("docs/detectors/line.rst", "tests/detectors/test_line.py")
+COPIED = ("tests/detectors/test_line.py",)
+#: the repository files the patch edits (each edit: after which line what is inserted)
+SMOKE = "tests/detectors/test_all_detectors_smoke.py"
+FRACTIONS = "tests/detectors/test_fraction_hyperparameters.py"
+TAXONOMY = "tests/detectors/test_detector_taxonomy.py"
+TOCTREE = "docs/detector.rst"
+DIAGRAM = "docs/detectors/api.rst"
+README = "README.rst"
 
 AUTOCLASS = ("..  autoclass:: line_plugin.core.LINe", "..  autoclass:: pytorch_ood.detector.LINe")
 #: absolute imports of the core -> the relative imports of pytorch-ood's detectors
@@ -193,7 +209,7 @@ def upstream_module(source: str) -> str:
 
 def _insert_after(text: str, anchor: str, new: str, path: str) -> str:
     if text.count(anchor) != 1:
-        raise ValueError(f"{path}: expected the line {anchor.strip()!r} once")
+        raise ValueError(f"{path}: expected {anchor.strip()!r} once")
     return text.replace(anchor, anchor + new)
 
 
@@ -206,33 +222,136 @@ def upstream_exports(source: str) -> str:
     return _insert_after(text, '    "KNN",\n', '    "LINe",\n', EXPORTS)
 
 
+_SMOKE_BUILDER = """\
+            (
+                "LINe",
+                lambda: (
+                    lambda model: LINe(
+                        encoder=model.features,
+                        w=model.classifier.weight,
+                        b=model.classifier.bias,
+                    )
+                )(eval_model()),
+            ),
+"""
+_FRACTION_BUILDERS = """\
+    "LINe.p_a": lambda v: LINe(_identity, torch.zeros(3, 4), torch.zeros(3), p_a=v),
+    "LINe.p_w": lambda v: LINe(_identity, torch.zeros(3, 4), torch.zeros(3), p_w=v),
+"""
+_REFERENCE = (
+    ".. [#LINe] Ahn, Y. H., Park, G.-M., & Kim, S. T. (2023) LINe: Out-of-Distribution Detection "
+    "by Leveraging Important Neurons. CVPR. `ArXiv <https://arxiv.org/abs/2303.13995>`__.\n\n"
+)
+
+
+def _smoke(text: str) -> str:
+    # the import, and the builder after DICE's (before LTS's)
+    text = _insert_after(text, "\n    KLMatching,\n", "    LINe,\n", SMOKE)
+    anchor = '            (\n                "LTS",\n'
+    if text.count(anchor) != 1:
+        raise ValueError(f"{SMOKE}: expected the LTS builder once")
+    return text.replace(anchor, _SMOKE_BUILDER + anchor)
+
+
+def _readme(text: str) -> str:
+    # a row of the detectors table after NAC-UE (2023), in its column widths, and the reference
+    row = next(line for line in text.splitlines() if line.startswith("| NAC-UE "))
+    widths = [len(cell) for cell in row.split("|")[1:-1]]
+    cells = [
+        " LINe",
+        " Prunes the neurons and weights least important to the predicted class.",
+        " 2023",
+        " [#LINe]_",
+    ]
+    new = "|".join([""] + [c.ljust(w) for c, w in zip(cells, widths)] + [""]) + "\n"
+    if len(new) != len(row) + 1:
+        raise ValueError(f"{README}: the LINe row does not fit the table")
+    separator = "+" + "+".join("-" * w for w in widths) + "+\n"
+    text = _insert_after(text, row + "\n" + separator, new + separator, README)
+    anchor = next(line for line in text.splitlines() if line.startswith(".. [#NACUE]"))
+    return _insert_after(text, anchor + "\n\n", _REFERENCE, README)
+
+
+#: path -> the edit of that repository file
+EDITS: Dict[str, Callable[[str], str]] = {
+    EXPORTS: upstream_exports,
+    SMOKE: _smoke,
+    FRACTIONS: lambda t: _insert_after(
+        t.replace(
+            "import ASH, DICE, LTS, SCALE, VRA, ReAct",
+            "import ASH, DICE, LTS, SCALE, VRA, LINe, ReAct",
+        ),
+        '    "DICE.p": lambda v: DICE(_identity, torch.zeros(3, 4), torch.zeros(3), p=v),\n',
+        _FRACTION_BUILDERS,
+        FRACTIONS,
+    ),
+    TAXONOMY: lambda t: _insert_after(
+        _insert_after(t, "\n    KLMatching,\n", "    LINe,\n", TAXONOMY),
+        "            SHE,\n            DICE,\n",
+        "            LINe,\n",
+        TAXONOMY,
+    ),
+    TOCTREE: lambda t: _insert_after(t, "   detectors/dice\n", "   detectors/line\n", TOCTREE),
+    DIAGRAM: lambda t: _insert_after(
+        t, "pytorch_ood.detector.DICE ", "pytorch_ood.detector.LINe ", DIAGRAM
+    ),
+    README: _readme,
+}
+
+
+def docs_page() -> str:
+    """:return: the detector's page, in the four-line form of ``docs/detectors/dice.rst``"""
+    return "LINe\n====\n\n.. automodule:: pytorch_ood.detector.line\n"
+
+
+def base_tree(sdist: Path, dest: Path) -> Path:
+    """
+    :param sdist: the pytorch-ood 0.4.0 sdist
+    :param dest: an existing folder
+    :return: the unpatched tree: the repository files at :data:`BASE` and the sdist's ``src/``
+        with an empty ``src/__init__.py`` (the repository's tests import ``src.pytorch_ood``)
+    :raises FileNotFoundError: if the repository files are not there
+    """
+    if not (REPOSITORY / "tests" / "detectors").is_dir():
+        raise FileNotFoundError(f"pytorch-ood's repository files are not in {REPOSITORY}")
+    tree = Path(dest) / "pytorch-ood"
+    shutil.copytree(REPOSITORY, tree)
+    for path in tree.rglob("*"):  # the shared copy is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    release = extract_sdist(sdist, Path(dest))
+    shutil.copytree(release / "src" / "pytorch_ood", tree / "src" / "pytorch_ood")
+    (tree / "src" / "__init__.py").write_text("")
+    return tree
+
+
 def patched_files(tree: Path, core: Path = CORE) -> Dict[str, Tuple[Optional[str], str]]:
     """
-    :param tree: root of the unpatched sdist
+    :param tree: root of the unpatched tree (:func:`base_tree`)
     :param core: the core module
     :return: for each path the patch touches, its text before (``None``: a new file) and after
     """
-    files = {
-        DETECTOR: (None, upstream_module(core.read_text())),
-        EXPORTS: ((tree / EXPORTS).read_text(), upstream_exports((tree / EXPORTS).read_text())),
-    }
+    files = {DETECTOR: (None, upstream_module(core.read_text())), DOCS_PAGE: (None, docs_page())}
+    for path, edit in EDITS.items():
+        old = (tree / path).read_text()
+        files[path] = (old, edit(old))
     for path in COPIED:
         files[path] = (None, (FILES / path).read_text())
     for path, (old, _) in files.items():
         if old is None and (tree / path).exists():
-            raise ValueError(f"{path} already exists in the sdist")
+            raise ValueError(f"{path} already exists in the repository")
     return files
 
 
 def make_patch(tree: Path, core: Path = CORE) -> str:
     """
-    :param tree: root of the unpatched sdist
+    :param tree: root of the unpatched tree (:func:`base_tree`)
     :param core: the core module
     :return: the text of the patch
     """
     out = [
-        f"LINe (CVPR 2023) for pytorch-ood {VERSION}: apply with `patch -p1` at its root.\n",
-        "Generated by upstream/make_patch.py from line_plugin/core/line.py; do not edit.\n",
+        f"LINe (CVPR 2023) for pytorch-ood at {BASE} (release {VERSION}): apply with\n",
+        "`patch -p1` at the repository's root. Generated by upstream/make_patch.py from\n",
+        "line_plugin/core/line.py; do not edit.\n",
         "\n",
     ]
     for path, (old, new) in sorted(patched_files(tree, core).items()):
@@ -245,22 +364,33 @@ def make_patch(tree: Path, core: Path = CORE) -> str:
     return "".join(out)
 
 
-def apply_patch(tree: Path, patch: Path = PATCH) -> str:
-    """
-    Apply the patch at ``tree`` with ``patch -p1``, refusing fuzz.
+def file_sections(text: str) -> Dict[str, str]:
+    """:return: the patch split into its files: path -> that file's part of the diff"""
+    parts = re.split(r"(?m)^(?=--- )", text)
+    return {re.search(r"(?m)^\+\+\+ b/(\S+)$", p)[1]: p for p in parts if p.startswith("--- ")}
 
+
+def apply_patch(tree: Path, patch: Path = PATCH, prefix: str = "", fuzz: int = 0) -> str:
+    """
+    Apply the patch (only its files under ``prefix``) at ``tree`` with ``patch -p1``.
+
+    :param fuzz: the fuzz ``patch`` may use; with 0, offsets are refused too
     :return: the output of ``patch``
-    :raises RuntimeError: if it does not apply cleanly (a failed hunk, an offset, fuzz)
+    :raises RuntimeError: if it does not apply (cleanly, with ``fuzz=0``)
     """
     if shutil.which("patch") is None:
         raise FileNotFoundError("the 'patch' program is not installed")
+    sections = file_sections(Path(patch).read_text())
+    text = "".join(part for path, part in sections.items() if path.startswith(prefix))
     run = subprocess.run(
-        ["patch", "-p1", "--batch", "--forward", "--fuzz=0", "-i", str(patch)],
+        ["patch", "-p1", "--batch", "--forward", f"--fuzz={fuzz}"],
+        input=text,
         cwd=tree,
         capture_output=True,
         text=True,
     )
-    if run.returncode != 0 or re.search(r"offset|fuzz|reject", run.stdout, re.I):
+    unclean = fuzz == 0 and re.search(r"offset|fuzz|reject", run.stdout, re.I)
+    if run.returncode != 0 or unclean:
         raise RuntimeError(f"the patch does not apply cleanly:\n{run.stdout}{run.stderr}")
     return run.stdout
 
@@ -274,7 +404,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     sdist = args.sdist or fetch_sdist()
     with tempfile.TemporaryDirectory() as tmp:
-        text = make_patch(extract_sdist(sdist, Path(tmp)), args.core)
+        text = make_patch(base_tree(sdist, Path(tmp)), args.core)
     if args.check:
         if not args.output.exists() or args.output.read_bytes() != text.encode():
             print(f"{args.output} is not current: run python upstream/make_patch.py")

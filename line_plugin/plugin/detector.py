@@ -1,5 +1,7 @@
 """
-``line_plugin.LINe``: the core detector with the conveniences that do not belong upstream.
+``line_plugin.LINe``: the upstream detector with the conveniences that do not belong upstream.
+It uses only what :class:`line_plugin.core.LINe` documents as public, so that it runs unchanged
+on top of ``pytorch_ood.detector.LINe``.
 
 ..  autoclass:: line_plugin.LINe
     :members: from_model, from_preset, fit, clip_quantile, save, load
@@ -8,36 +10,49 @@
 
 import logging
 import os
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
+import torch
+from pytorch_ood.api import DetectorInfo, Paper, RequiresFittingException, Task
+from pytorch_ood.detector.energy import EnergyBased
+from pytorch_ood.utils import is_known
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from typing_extensions import Self
 
 from ..adapter import split_model
-from ..core import line as core
-from . import fused
+from ..core import LINe as CoreLINe
+from . import checks, distributed, fused, overflow
+from . import state as state_files
 from .presets import preset_hyperparameters
 from .sample import ActivationSample
-from .state import read_state, save_state
+from .selection import WeightThreshold
 
 log = logging.getLogger(__name__)
 
 #: share of negative training activations above which fitting warns that features are signed
 SIGNED_WARNING = 0.05
+#: rows of features widened to float64 at a time while fitting, as a number of values
+CHUNK = 2**21
 
 
-class LINe(core.LINe):
+class LINe(CoreLINe):
     """
     :class:`line_plugin.core.LINe` (the detector as pytorch-ood holds it), plus:
 
     - :meth:`from_model` (any timm, torchvision or plain classifier, split by
       :func:`line_plugin.split_model`) and :meth:`from_preset` (the paper's settings);
+    - a clear error for every bad input (shapes, labels, NaN or infinite features, classes
+      without samples), where the upstream detector lets NaN through as NaN;
     - a progress bar in :meth:`fit`, shown only on a terminal;
+    - fitting under :mod:`torch.distributed` (:mod:`line_plugin.plugin.distributed`): class
+      sums added over the processes, a ``DistributedSampler``'s padding dropped;
     - ``clip_quantile``: the clip fitted as a quantile of the ID training activations (as
       ReAct does), from a bounded sample of them, and a warning when the features are signed;
+    - a finite energy for every finite input (:mod:`line_plugin.plugin.overflow`);
+    - a fast exact selection of the weight thresholds (:mod:`line_plugin.plugin.selection`);
     - :meth:`save` and :meth:`load`: state files with metadata
       (:mod:`line_plugin.plugin.state`);
     - on CUDA, fused scoring (:mod:`line_plugin.plugin.fused`), where Triton is installed.
@@ -52,6 +67,26 @@ class LINe(core.LINe):
         detector.fit(train_loader)
         scores = detector(images)                              # higher = more OOD
     """
+
+    info = DetectorInfo(
+        paper=Paper(
+            title="LINe: Out-of-Distribution Detection by Leveraging Important Neurons",
+            venue="CVPR",
+            year=2023,
+            url="https://arxiv.org/abs/2303.13995",
+            code="https://github.com/YongHyun-Ahn/LINe-Out-of-Distribution-Detection-by-Leveraging-Important-Neurons",
+        ),
+        tasks={Task.CLASSIFICATION},
+        ai_coded=True,
+    )
+
+    #: The wider search space of the project's benchmarks (64 candidates; the upstream class
+    #: has 8): each candidate derives new masks from the class means.
+    hyperparameter_space = {
+        "p_a": [0.0, 0.1, 0.5, 0.9],
+        "p_w": [0.0, 0.1, 0.5, 0.9],
+        "clip": [None, 0.5, 1.0, 2.0],
+    }
 
     def __init__(
         self,
@@ -70,10 +105,18 @@ class LINe(core.LINe):
             by the fit
 
         The other parameters are those of :class:`line_plugin.core.LINe`.
+
+        :raises ValueError: on malformed weights or hyperparameters
         """
+        checks.head(w, b)
+        p_a, p_w = checks.fraction("p_a", p_a), checks.fraction("p_w", p_w)
+        clip, clip_quantile = checks.clip(clip), _quantile(clip_quantile)
         super().__init__(encoder, w, b, p_a=p_a, p_w=p_w, clip=clip, detector=detector)
-        self._clip_quantile = _quantile(clip_quantile)
+        self._clip_quantile = clip_quantile
         self.activation_sample: Optional[Tensor] = None
+        self._sample: Optional[ActivationSample] = None
+        self._selection: Optional[WeightThreshold] = None
+        self._scoring: Optional[Tuple] = None  # the float32 tensors of fused scoring
 
     @classmethod
     def from_preset(
@@ -112,7 +155,25 @@ class LINe(core.LINe):
         """feature width :math:`D`"""
         return self.weight.shape[1]
 
-    # -- clip_quantile ---------------------------------------------------------------------------
+    # -- hyperparameters, checked when set ---------------------------------------------------
+
+    @property
+    def p_a(self) -> float:
+        """fraction of the neurons pruned per class"""
+        return self._p_a
+
+    @p_a.setter
+    def p_a(self, value: float) -> None:
+        self._p_a = checks.fraction("p_a", value)
+
+    @property
+    def p_w(self) -> float:
+        """fraction of the weights pruned per class"""
+        return self._p_w
+
+    @p_w.setter
+    def p_w(self, value: float) -> None:
+        self._p_w = checks.fraction("p_w", value)
 
     @property
     def clip(self) -> Optional[float]:
@@ -122,7 +183,7 @@ class LINe(core.LINe):
 
     @clip.setter
     def clip(self, value: Optional[float]) -> None:
-        self._clip = core._clip(value)
+        self._clip = checks.clip(value)
         self._clip_quantile = None
 
     @property
@@ -164,29 +225,74 @@ class LINe(core.LINe):
 
     def fit(self, data_loader: DataLoader, progress: bool = True) -> Self:
         """
-        :meth:`line_plugin.core.LINe.fit`, with a progress bar on a terminal.
+        :meth:`line_plugin.core.LINe.fit`, with a progress bar on a terminal; under
+        :mod:`torch.distributed`, each process passes its own shard (a ``DistributedSampler``'s
+        padding is dropped: every sample counts once).
 
         :param data_loader: yields batches ``(x, y)``; samples with ``y < 0`` are ignored
         :param progress: show a progress bar where stderr is a terminal
         :return: the fitted detector
         """
-        batches = tqdm(data_loader, desc="LINe fit", disable=None if progress else True)
-        return super().fit(batches)
+        total = len(data_loader) if hasattr(data_loader, "__len__") else None
+        batches = tqdm(
+            distributed.unpadded(data_loader),
+            desc="LINe fit",
+            total=total,
+            disable=None if progress else True,
+        )
+        return super().fit((x, checks.labels(y, len(x))) for x, y in batches)
 
-    def _start_fit(self) -> None:
-        super()._start_fit()
+    def fit_features(self, x: Tensor, y: Tensor) -> Self:
+        """
+        :param x: training features, shape :math:`N \\times D`
+        :param y: labels, shape :math:`N` (integers, or floats of integral value); samples with
+            ``y < 0`` are ignored
+        :return: the fitted detector, the same as :meth:`fit` on the inputs of ``x``
+        :raises ValueError: on bad labels or features, or if a class has no sample
+        """
+        return self.fit_batches([(x, checks.labels(y, len(x)))])
+
+    def fit_batches(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
+        """
+        :meth:`line_plugin.core.LINe.fit_batches`, each batch checked, added to the sample of
+        activations and widened to float64 a few rows at a time.
+
+        :raises ValueError: on bad labels or features, or if a class has no sample
+        """
         self._sample = ActivationSample()
 
-    def _accumulate(self, x: Tensor, y: Tensor) -> None:
-        super()._accumulate(x, y)
-        self._sample.add(x)
+        def checked():
+            for x, y in batches:
+                checks.features(x, self.num_features)
+                y = checks.labels(y, len(x))
+                known = is_known(y)
+                x, y = x[known.to(x.device)], y[known]
+                checks.label_range(y, self.num_classes)
+                self._sample.add(x)
+                rows = max(1, CHUNK // self.num_features)
+                for i in range(0, len(x), rows):
+                    yield x[i : i + rows], y[i : i + rows]
 
-    def _finish_fit(self) -> Self:
-        sample = self._sample
-        del self._sample
-        super()._finish_fit()
+        try:
+            return super().fit_batches(checked())
+        finally:
+            self._sample = None
+
+    def fit_class_sums(self, sums: Tensor, counts: Tensor) -> Self:
+        """
+        :meth:`line_plugin.core.LINe.fit_class_sums` on the sums and counts of all processes;
+        the masks, the activation sample and ``clip_quantile``'s clip are derived at once.
+
+        :raises ValueError: if a class has no sample, or the means overflow with the weights
+        """
+        sums, counts = distributed.all_reduce(sums, counts)
+        checks.counts(counts)
+        checks.products(sums / counts[:, None], self.weight)
+        super().fit_class_sums(sums, counts)
+        self.weight_threshold  # the masks, now (errors surface in fit)
+        sample = self._sample or ActivationSample()
         sample.all_reduce()
-        self.activation_sample = sample.values().to(self.weight.device)
+        self.activation_sample = sample.values()
         if self._clip_quantile is not None:
             self._clip = self._fitted_clip()
         negative = float((self.activation_sample < 0).float().mean())
@@ -198,44 +304,86 @@ class LINe(core.LINe):
             )
         return self
 
+    def weight_thresholds(self, scale: np.ndarray) -> np.ndarray:
+        """:meth:`line_plugin.core.LINe.weight_thresholds` by a faster selection, bit for bit"""
+        if self._selection is None or self._selection.p_w != self.p_w:
+            self._selection = WeightThreshold(self.weight.numpy(), self.p_w)
+        return self._selection(scale)
+
     # -- scoring -------------------------------------------------------------------------------
 
-    def _masked_logits(self, h: Tensor, pred: Tensor, w: Tensor, b: Tensor, threshold: Tensor):
-        if fused.applies(h):
-            return fused.masked_logits(h, pred, w, b, threshold)
-        return super()._masked_logits(h, pred, w, b, threshold)
+    @torch.no_grad()
+    def predict_features(self, x: Tensor) -> Tensor:
+        """
+        :param x: penultimate features, shape :math:`B \\times D`; float64 is computed in
+            float64, other dtypes in float32
+        :return: outlier scores, shape :math:`B`. With the default ``detector``, rows whose
+            logits may overflow are scored in float64, rescaled, so every finite input gets a
+            finite score (saturated at the largest value of the output dtype).
+        :raises RequiresFittingException: before fitting
+        :raises ValueError: on features of the wrong width, or with NaN or infinite values
+        """
+        scores = super().predict_features(x)
+        if self.detector is EnergyBased.score and len(x):
+            rows = overflow.suspects(self, x)
+            if rows.any():
+                limit = torch.finfo(scores.dtype).max
+                wide = overflow.rescued_energy(self, x[rows]).clamp(-limit, limit)
+                scores[rows] = wide.to(scores.dtype)
+        return scores
+
+    @torch.no_grad()
+    def pruned_logits(self, x: Tensor) -> Tensor:
+        """
+        :meth:`line_plugin.core.LINe.pruned_logits`, checked; float32 features on CUDA are
+        scored by one fused kernel where Triton works.
+
+        :raises RequiresFittingException: before fitting
+        :raises ValueError: on features of the wrong width, or with NaN or infinite values
+        """
+        if self.class_means is None:
+            raise RequiresFittingException("LINe has to be fitted: call fit() or fit_features()")
+        checks.features(x, self.num_features)
+        if self.p_w == 0 or x.dtype == torch.float64 or not fused.applies(x[:0].float()):
+            return super().pruned_logits(x)
+        w, b, threshold = self._fused_tensors(x.device)
+        h = x.float() if self.clip is None else x.float().clamp(max=self.clip)
+        pred = torch.addmm(b, h, w.T).argmax(dim=1)
+        return fused.masked_logits(h, pred, w, b, threshold)
+
+    def _fused_tensors(self, device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+        """``W``, ``b`` and the thresholds (:math:`+\\infty` for pruned neurons), float32"""
+        keep, threshold = self.activation_keep, self.weight_threshold
+        cached = self._scoring
+        if cached is None or cached[0] is not threshold or cached[1] != device:
+            folded = threshold.masked_fill(~keep, np.inf).float()
+            tensors = [t.to(device) for t in (self.weight.float(), self.bias.float(), folded)]
+            self._scoring = cached = (threshold, device, tensors)
+        return cached[2]
 
     # -- state -----------------------------------------------------------------------------------
 
     def state_dict(self) -> Dict:
         """
-        The core's state plus ``clip_quantile`` and the activation sample.
-
+        :return: the fitted state (:func:`line_plugin.plugin.state.state_dict`), on the CPU
         :raises RequiresFittingException: before fitting
         """
-        state = super().state_dict()
-        state["hyperparameters"]["clip_quantile"] = self._clip_quantile
-        state["activation_sample"] = self.activation_sample.cpu()
-        return state
+        return state_files.state_dict(self)
 
     def load_state_dict(self, state: Dict) -> Self:
         """
-        Restore a state of :meth:`state_dict` (or of the core detector); exact.
+        Restore a state of :meth:`state_dict`, or of version 0.1 or 0.2; exact.
 
         :raises ValueError: if the state is malformed or was fitted for another final layer
         """
-        super().load_state_dict(state)
-        self._clip_quantile = _quantile(state["hyperparameters"].get("clip_quantile"))
-        sample = state.get("activation_sample")
-        self.activation_sample = None if sample is None else sample.to(self.weight.device)
-        return self
+        return state_files.load_state_dict(self, state)
 
     def save(self, path: Union[str, os.PathLike], **metadata) -> None:
         """
         Save the fitted state and ``metadata`` (plain values) to ``path``, atomically
         (:func:`line_plugin.plugin.state.save_state`).
         """
-        save_state(path, self, **metadata)
+        state_files.save_state(path, self, **metadata)
 
     def load(self, path: Union[str, os.PathLike]) -> Self:
         """
@@ -244,8 +392,8 @@ class LINe(core.LINe):
         :raises FileNotFoundError: if there is no such file
         :raises ValueError: if the file holds no LINe state for this detector's final layer
         """
-        return self.load_state_dict(read_state(path)[0])
+        return self.load_state_dict(state_files.read_state(path)[0])
 
 
 def _quantile(value: Optional[float]) -> Optional[float]:
-    return None if value is None else core._fraction("clip_quantile", value)
+    return None if value is None else checks.fraction("clip_quantile", value)

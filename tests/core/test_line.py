@@ -1,21 +1,32 @@
 """
 The core detector (the upstream module) against an independent per-sample float64 reference, its
-special cases (Energy, ReAct), hyperparameter changes, state round trips, and pytorch-ood's
-conventions (labels, the ``detector`` argument), on synthetic tensors.
+special cases (Energy, ReAct), hyperparameter changes, pytorch-ood's conventions (labels, the
+``detector`` argument, NaN in and NaN out, devices), on synthetic tensors.
 """
 
 import unittest
 
 import numpy as np
 import torch
-from pytorch_ood.api import RequiresFittingException
 from pytorch_ood.detector import ReAct
 from pytorch_ood.detector.energy import EnergyBased
 from reference import reference_line_scores
-from synthetic import synthetic
+from synthetic import problem
 from torch.utils.data import DataLoader, TensorDataset
 
 from line_plugin.core import LINe
+
+
+def problem_of(num_classes, num_features, seed):
+    """the problem of tests/synthetic.py, of another size"""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(num_classes, num_features, generator=g)
+    b = torch.randn(num_classes, generator=g)
+    y = torch.arange(400) % num_classes
+    centers = torch.rand(num_classes, num_features, generator=g) * 2
+    x = torch.relu(centers[y] + torch.randn(400, num_features, generator=g))
+    return x, y, w, b
+
 
 SETTINGS = [
     (0.9, 0.9, 1.0),  # the CIFAR-10 preset
@@ -31,7 +42,7 @@ SETTINGS = [
 
 class TestAgainstReference(unittest.TestCase):
     def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
+        self.x, self.y, self.w, self.b = problem(0, n=400)
         self.test = torch.relu(torch.randn(50, 13, generator=torch.Generator().manual_seed(1)))
 
     def expected(self, p_a, p_w, clip):
@@ -87,7 +98,7 @@ class TestAgainstReference(unittest.TestCase):
 
 class TestSpecialCases(unittest.TestCase):
     def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic(num_classes=5, num_features=9, seed=3)
+        self.x, self.y, self.w, self.b = problem_of(5, 9, seed=3)
         self.test = torch.relu(torch.randn(40, 9, generator=torch.Generator().manual_seed(4)) * 3)
 
     def test_all_off_is_energy(self):
@@ -126,7 +137,7 @@ class TestSpecialCases(unittest.TestCase):
 
 class TestFitAndHyperparameters(unittest.TestCase):
     def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
+        self.x, self.y, self.w, self.b = problem(0, n=400)
         self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(2)))
 
     def test_fit_loader_equals_fit_features(self):
@@ -163,40 +174,9 @@ class TestFitAndHyperparameters(unittest.TestCase):
         self.assertFalse(torch.allclose(before, det.predict_features(self.test)))
 
 
-class TestState(unittest.TestCase):
-    def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
-        self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(5)))
-        self.det = LINe(None, self.w, self.b, p_a=0.3, p_w=0.6, clip=1.5)
-        self.det.fit_features(self.x, self.y)
-
-    def test_round_trip_is_exact(self):
-        other = LINe(None, self.w, self.b).load_state_dict(self.det.state_dict())
-        self.assertEqual(other.get_hyperparameters(), self.det.get_hyperparameters())
-        for name in ("class_means", "class_counts", "activation_keep", "weight_threshold"):
-            self.assertTrue(torch.equal(getattr(other, name), getattr(self.det, name)), name)
-        self.assertTrue(
-            torch.equal(other.predict_features(self.test), self.det.predict_features(self.test))
-        )
-
-    def test_other_shapes_are_refused(self):
-        other = LINe(None, torch.randn(7, 12), torch.randn(7))
-        with self.assertRaisesRegex(ValueError, "shape"):
-            other.load_state_dict(self.det.state_dict())
-
-    def test_other_weights_are_refused(self):
-        other = LINe(None, self.w + 1, self.b)
-        with self.assertRaisesRegex(ValueError, "another final layer"):
-            other.load_state_dict(self.det.state_dict())
-
-    def test_state_before_fit(self):
-        with self.assertRaises(RequiresFittingException):
-            LINe(None, self.w, self.b).state_dict()
-
-
 class TestConventions(unittest.TestCase):
     def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
+        self.x, self.y, self.w, self.b = problem(0, n=400)
         self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(7)))
 
     def test_integral_float_labels_are_labels(self):
@@ -207,8 +187,6 @@ class TestConventions(unittest.TestCase):
         floats = LINe(None, self.w, self.b).fit_features(self.x, y.float())
         self.assertTrue(torch.equal(ints.class_means, floats.class_means))
         self.assertTrue(torch.equal(ints.class_counts, floats.class_counts))
-        with self.assertRaisesRegex(ValueError, "labels must be integers"):
-            LINe(None, self.w, self.b).fit_features(self.x, y.float() + 0.25)
 
     def test_detector_scores_the_pruned_logits(self):
         det = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5, detector=lambda z: -z.max(dim=1).values)
@@ -218,3 +196,55 @@ class TestConventions(unittest.TestCase):
         energy = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5).fit_features(self.x, self.y)
         self.assertTrue(torch.equal(energy.pruned_logits(self.test), z))
         self.assertTrue(torch.equal(energy.predict_features(self.test), EnergyBased.score(z)))
+
+
+class TestUpstreamConventions(unittest.TestCase):
+    def setUp(self):
+        self.x, self.y, self.w, self.b = problem(0, n=400)
+        self.det = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5).fit_features(self.x, self.y)
+
+    def test_nan_in_nan_out(self):
+        # as its pytorch-ood neighbours: no check (and no device sync) per batch
+        x = torch.relu(torch.randn(6, 13, generator=torch.Generator().manual_seed(3)))
+        x[2, 4] = float("nan")
+        scores = self.det.predict_features(x)
+        self.assertTrue(torch.isnan(scores[2]))
+        self.assertTrue(torch.isfinite(scores[[0, 1, 3, 4, 5]]).all())
+        torch.testing.assert_close(scores[[0, 1]], self.det.predict_features(x[[0, 1]]))
+
+    def test_statistics_stay_float64_on_the_cpu_and_scoring_casts(self):
+        self.det.to("cpu")
+        self.assertEqual(self.det.device, torch.device("cpu"))
+        self.det.predict_features(self.x[:5])
+        for name in ("weight", "bias", "class_means", "weight_threshold"):
+            self.assertEqual(getattr(self.det, name).dtype, torch.float64, name)
+        held = [t for t in vars(self.det).values() if isinstance(t, torch.Tensor)]
+        self.assertTrue(all(t.device.type == "cpu" for t in held))
+        casts = self.det._derived[4]  # what scoring float32 features used
+        self.assertEqual(list(casts), [(torch.float32, torch.device("cpu"))])
+        self.assertTrue(all(t.dtype in (torch.float32, torch.bool) for t in casts[list(casts)[0]]))
+
+    def test_assigned_class_means_restore_a_fitted_detector(self):
+        other = LINe(None, self.w, self.b, p_a=0.5, p_w=0.5)
+        other.class_means = self.det.class_means.clone()
+        other.class_counts = self.det.class_counts.clone()
+        self.assertTrue(torch.equal(other.weight_threshold, self.det.weight_threshold))
+        self.assertTrue(
+            torch.equal(other.predict_features(self.x), self.det.predict_features(self.x))
+        )
+
+    def test_small_hyperparameter_space(self):
+        sizes = [len(values) for values in LINe.hyperparameter_space.values()]
+        self.assertLessEqual(int(np.prod(sizes)), 8)  # DICE and ReAct: at most 8 candidates
+
+    def test_class_without_sample(self):
+        y = self.y.clone()
+        y[y == 2] = 1
+        with self.assertRaisesRegex(ValueError, "class"):
+            LINe(None, self.w, self.b).fit_features(self.x, y)
+
+    def test_not_fitted(self):
+        from pytorch_ood.api import RequiresFittingException
+
+        with self.assertRaises(RequiresFittingException):
+            LINe(None, self.w, self.b).predict_features(self.x)

@@ -1,16 +1,16 @@
 """
-Steps 2 and 3 of the core detector: the activation masks are NumPy's linear quantile with a
-strict ``>``, and the weight thresholds found by selection equal those of all K x D products
-(bit for bit), ties and dead neurons included.
+Steps 2 and 3: the core's activation masks are NumPy's linear quantile with a strict ``>``, its
+weight thresholds are the definition, and the plugin's fast selection equals the core's exact
+selection over all K x D products bit for bit, ties and dead neurons included.
 """
 
-import unittest
-
 import numpy as np
+import pytest
 import torch
 
+from line_plugin import LINe as PluginLINe
 from line_plugin.core import LINe
-from line_plugin.core.line import _WeightThreshold
+from line_plugin.plugin.selection import WeightThreshold
 
 
 def head(num_classes, num_features, seed, levels=None, zero_scale=0.0):
@@ -34,60 +34,66 @@ def fitted(w, contrib, p_a, p_w):
     return det, w * det.class_means.numpy()
 
 
-class TestMasks(unittest.TestCase):
-    def test_activation_mask(self):
-        w, c = head(6, 50, 1)
-        for p in (0.1, 0.5, 0.9):
-            det, c = fitted(w, c, p, 0.0)
-            expected = c > np.quantile(c, p, axis=1, keepdims=True)
-            np.testing.assert_array_equal(det.activation_keep.numpy(), expected)
-        det.p_a = 0
-        self.assertTrue(det.activation_keep.all())
-
-    def test_weight_mask_is_the_definition(self):
-        # every class's K x D weight mask, literally, against the thresholds
-        for kw in (dict(), dict(levels=30), dict(zero_scale=0.3)):
-            w, c = head(40, 2000, 4, **kw)
-            det, c = fitted(w, c, 0.0, 0.3)
-            thresholds = det.weight_threshold.numpy()
-            for label in (0, 17, 39):
-                products = np.abs(c[label])[None, :] * w
-                expected = products > np.quantile(products, 0.3)
-                np.testing.assert_array_equal(w > thresholds[label][None, :], expected)
-        det.p_w = 0
-        self.assertTrue(torch.isneginf(det.weight_threshold).all())
+def test_activation_mask():
+    w, c = head(6, 50, 1)
+    for p in (0.1, 0.5, 0.9):
+        det, c = fitted(w, c, p, 0.0)
+        expected = c > np.quantile(c, p, axis=1, keepdims=True)
+        np.testing.assert_array_equal(det.activation_keep.numpy(), expected)
+    det.p_a = 0
+    assert det.activation_keep.all()
 
 
-class TestSelection(unittest.TestCase):
-    def assert_same(self, w, c, p):
-        select = _WeightThreshold(w, p)
-        for label in range(w.shape[0]):
-            a = np.abs(c[label])
-            np.testing.assert_array_equal(select(a), select._dense(a), err_msg=f"class {label}")
+@pytest.mark.parametrize("kw", [{}, {"levels": 30}, {"zero_scale": 0.3}])
+def test_weight_mask_is_the_definition(kw):
+    # every class's K x D weight mask, literally, against the thresholds
+    w, c = head(40, 2000, 4, **kw)
+    det, c = fitted(w, c, 0.0, 0.3)
+    thresholds = det.weight_threshold.numpy()
+    for label in (0, 17, 39):
+        products = np.abs(c[label])[None, :] * w
+        expected = products > np.quantile(products, 0.3)
+        np.testing.assert_array_equal(w > thresholds[label][None, :], expected)
+    det.p_w = 0
+    assert torch.isneginf(det.weight_threshold).all()
 
-    def test_selection_equals_all_products(self):
-        cases = {
-            "plain": dict(),
-            "ties": dict(levels=1000),
-            "heavy ties": dict(levels=30),
-            "dead neurons": dict(zero_scale=0.3),
-        }
-        for name, kw in cases.items():
-            w, c = head(60, 400, 2, **kw)
-            for p in (1e-6, 0.1, 0.5, 0.9, 1.0):
-                with self.subTest(case=name, p=p):
-                    self.assert_same(w, c, p)
 
-    def test_selection_route_is_taken(self):
-        # the sample brackets the order statistics: no fallback to all products
-        w, c = head(60, 400, 2)
-        select = _WeightThreshold(w, 0.3)
-        select._dense = None  # would fail if called
-        select(np.abs(c[0]))
+CASES = {"plain": {}, "ties": {"levels": 1000}, "heavy ties": {"levels": 30}}
+CASES["dead neurons"] = {"zero_scale": 0.3}
 
-    def test_dense_route_is_the_definition(self):
-        w, c = head(5, 30, 3)
-        thresholds = _WeightThreshold(w, 0.7)._dense(np.abs(c[2]))
-        products = np.abs(c[2])[None, :] * w
-        expected = products > np.quantile(products, 0.7)
-        np.testing.assert_array_equal(w > thresholds[None, :], expected)
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("p", [1e-6, 0.1, 0.5, 0.9, 1.0])
+def test_fast_selection_equals_all_products(case, p):
+    w, c = head(60, 400, 2, **CASES[case])
+    select = WeightThreshold(w, p)
+    for label in range(w.shape[0]):
+        a = np.abs(c[label])
+        np.testing.assert_array_equal(select(a), select._dense(a), err_msg=f"class {label}")
+
+
+def test_fast_selection_route_is_taken():
+    # the sample brackets the order statistics: no fallback to all products
+    w, c = head(60, 400, 2)
+    select = WeightThreshold(w, 0.3)
+    select._dense = None  # would fail if called
+    select(np.abs(c[0]))
+
+
+def test_dense_route_is_the_definition():
+    w, c = head(5, 30, 3)
+    thresholds = WeightThreshold(w, 0.7)._dense(np.abs(c[2]))
+    products = np.abs(c[2])[None, :] * w
+    expected = products > np.quantile(products, 0.7)
+    np.testing.assert_array_equal(w > thresholds[None, :], expected)
+
+
+@pytest.mark.parametrize("kw", [{}, {"levels": 30}, {"zero_scale": 0.3}])
+@pytest.mark.parametrize("p", [0.1, 0.9])
+def test_the_plugin_selection_is_the_core_selection(kw, p):
+    w, c = head(30, 300, 5, **kw)
+    core, _ = fitted(w, c, 0.2, p)
+    plugin = PluginLINe(None, torch.from_numpy(w), p_a=0.2, p_w=p)
+    plugin.class_means, plugin.class_counts = core.class_means, core.class_counts
+    assert torch.equal(plugin.weight_threshold, core.weight_threshold)
+    assert torch.equal(plugin.activation_keep, core.activation_keep)

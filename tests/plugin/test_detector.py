@@ -1,93 +1,157 @@
 """
-The plugin layer's conveniences: presets, ``clip_quantile``, state files with metadata, the
-warning on signed features, and ``from_model``.
+The plugin layer's conveniences: presets, ``clip_quantile``, state files with metadata (and the
+files version 0.2 wrote), the warning on signed features, its own ``info``, and that it uses
+only what the upstream detector documents as public.
 """
 
-import tempfile
-import unittest
+import ast
+import logging
+import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from synthetic import synthetic
+from pytorch_ood.api import DetectorInfo
+from synthetic import problem
 
+import line_plugin.core.line as core_module
 from line_plugin import PRESETS, LINe
 from line_plugin.core import LINe as CoreLINe
 from line_plugin.plugin import read_state
 
-
-class TestConveniences(unittest.TestCase):
-    def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
-        self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(2)))
-
-    def test_clip_quantile(self):
-        det = LINe(None, self.w, self.b, clip=None, clip_quantile=0.9)
-        det.fit_features(self.x, self.y)
-        self.assertAlmostEqual(det.clip, float(np.quantile(self.x.numpy(), 0.9)), places=6)
-        det.clip_quantile = 0.5
-        self.assertAlmostEqual(det.clip, float(np.quantile(self.x.numpy(), 0.5)), places=6)
-        det.clip = 2.0  # an absolute clip replaces the quantile
-        self.assertIsNone(det.clip_quantile)
-
-    def test_shape_properties(self):
-        det = LINe(None, self.w, self.b)
-        self.assertEqual((det.num_classes, det.num_features), tuple(self.w.shape))
-
-    def test_presets(self):
-        self.assertEqual(PRESETS["cifar10"], {"p_w": 0.9, "p_a": 0.9, "clip": 1.0})
-        self.assertEqual(PRESETS["cifar100"], {"p_w": 0.9, "p_a": 0.1, "clip": 1.0})
-        self.assertEqual(PRESETS["imagenet"], {"p_w": 0.1, "p_a": 0.1, "clip": 0.8})
-        det = LINe.from_preset("imagenet", None, self.w, self.b)
-        self.assertEqual(det.get_hyperparameters(), {"p_a": 0.1, "p_w": 0.1, "clip": 0.8})
-        with self.assertRaisesRegex(ValueError, "unknown preset"):
-            LINe.from_preset("svhn", None, self.w, self.b)
+GOLDEN = Path(__file__).parents[1] / "golden"
+PLUGIN = Path(__file__).parents[2] / "line_plugin" / "plugin"
 
 
-class TestFiles(unittest.TestCase):
-    def setUp(self):
-        self.x, self.y, self.w, self.b = synthetic()
-        self.test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(5)))
-        self.det = LINe(None, self.w, self.b, p_a=0.3, p_w=0.6, clip=1.5)
-        self.det.fit_features(self.x, self.y)
-
-    def test_file_round_trip(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/line.pt"
-            self.det.save(path)
-            other = LINe(None, self.w, self.b).load(path)
-        self.assertTrue(
-            torch.equal(other.predict_features(self.test), self.det.predict_features(self.test))
-        )
-
-    def test_metadata_and_atomic_write(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f"{tmp}/line.pt"
-            self.det.save(path, backbone="resnet18", classes=["a", "b"], threshold=0.5)
-            self.det.save(path, backbone="resnet50")  # replaced whole, no temporary left
-            state, metadata = read_state(path)
-            self.assertEqual(metadata, {"backbone": "resnet50"})
-            self.assertEqual(
-                sorted(p.name for p in __import__("pathlib").Path(tmp).iterdir()), ["line.pt"]
-            )
-        core = CoreLINe(None, self.w, self.b).load_state_dict(state)
-        self.assertTrue(
-            torch.equal(core.predict_features(self.test), self.det.predict_features(self.test))
-        )
-
-    def test_missing_file(self):
-        with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
-            LINe(None, self.w, self.b).load("/nonexistent/line.pt")
+@pytest.fixture
+def data():
+    x, y, w, b = problem(0, n=400)
+    test = torch.relu(torch.randn(30, 13, generator=torch.Generator().manual_seed(5)))
+    return x, y, w, b, test
 
 
-class TestSignedFeatures(unittest.TestCase):
-    def test_warns_on_signed_features_with_masks(self):
-        x, y, w, b = synthetic()
-        with self.assertLogs("line_plugin.plugin.detector", level="WARNING") as logs:
-            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x - x.mean(), y)
-        self.assertIn("% of the training activations are negative", logs.output[0])
+@pytest.fixture
+def fitted(data):
+    x, y, w, b, _ = data
+    return LINe(None, w, b, p_a=0.3, p_w=0.6, clip=1.5).fit_features(x, y)
 
-    def test_no_warning_for_post_relu_features_or_without_masks(self):
-        x, y, w, b = synthetic()
-        with self.assertNoLogs("line_plugin.plugin.detector", level="WARNING"):
-            LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x, y)
-            LINe(None, w, b, p_a=0, p_w=0, clip=None).fit_features(x - x.mean(), y)
+
+def test_clip_quantile(data):
+    x, y, w, b, _ = data
+    det = LINe(None, w, b, clip=None, clip_quantile=0.9).fit_features(x, y)
+    assert det.clip == pytest.approx(float(np.quantile(x.numpy(), 0.9)), abs=1e-6)
+    det.clip_quantile = 0.5
+    assert det.clip == pytest.approx(float(np.quantile(x.numpy(), 0.5)), abs=1e-6)
+    det.clip = 2.0  # an absolute clip replaces the quantile
+    assert det.clip_quantile is None
+
+
+def test_shape_properties(data):
+    _, _, w, b, _ = data
+    det = LINe(None, w, b)
+    assert (det.num_classes, det.num_features) == tuple(w.shape)
+
+
+def test_presets(data):
+    _, _, w, b, _ = data
+    assert PRESETS["cifar10"] == {"p_w": 0.9, "p_a": 0.9, "clip": 1.0}
+    assert PRESETS["cifar100"] == {"p_w": 0.9, "p_a": 0.1, "clip": 1.0}
+    assert PRESETS["imagenet"] == {"p_w": 0.1, "p_a": 0.1, "clip": 0.8}
+    det = LINe.from_preset("imagenet", None, w, b)
+    assert det.get_hyperparameters() == {"p_a": 0.1, "p_w": 0.1, "clip": 0.8}
+    with pytest.raises(ValueError, match="unknown preset"):
+        LINe.from_preset("svhn", None, w, b)
+
+
+def test_own_info():
+    assert "info" in vars(LINe) and isinstance(LINe.info, DetectorInfo)
+    assert LINe.info.paper == CoreLINe.info.paper and LINe.info.tasks == CoreLINe.info.tasks
+
+
+def test_file_round_trip(tmp_path, fitted, data):
+    test = data[4]
+    fitted.save(tmp_path / "line.pt")
+    other = LINe(None, data[2], data[3]).load(tmp_path / "line.pt")
+    assert torch.equal(other.predict_features(test), fitted.predict_features(test))
+    assert other.get_hyperparameters() == fitted.get_hyperparameters()
+
+
+def test_metadata_and_atomic_write(tmp_path, fitted, data):
+    path = tmp_path / "line.pt"
+    fitted.save(path, backbone="resnet18", classes=["a", "b"], threshold=0.5)
+    fitted.save(path, backbone="resnet50")  # replaced whole, no temporary left
+    state, metadata = read_state(path)
+    assert metadata == {"backbone": "resnet50"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line.pt"]
+    loaded = LINe(None, data[2], data[3]).load_state_dict(state)
+    assert torch.equal(loaded.predict_features(data[4]), fitted.predict_features(data[4]))
+
+
+def test_a_state_file_of_version_0_2_loads_exactly(data):
+    # written by line_plugin 0.2.0 (before the core became the ~250-line upstream module):
+    # LINe(None, w, b, p_a=0.3, p_w=0.6, clip=None, clip_quantile=0.9) fitted on problem(0)
+    x, y, w, b, test = data
+    old = LINe(None, w, b).load(GOLDEN / "state_0_2_0.pt")
+    fresh = LINe(None, w, b, p_a=0.3, p_w=0.6, clip=None, clip_quantile=0.9).fit_features(x, y)
+    assert old.clip == fresh.clip and old.clip_quantile == 0.9
+    assert torch.equal(old.class_means, fresh.class_means)
+    assert torch.equal(old.class_counts, fresh.class_counts)
+    assert torch.equal(old.activation_sample, fresh.activation_sample)
+    assert torch.equal(old.weight_threshold, fresh.weight_threshold)
+    assert torch.equal(old.predict_features(test), fresh.predict_features(test))
+    assert read_state(GOLDEN / "state_0_2_0.pt")[1]["backbone"] == "synthetic"
+
+
+def test_an_unknown_state_version_says_how_to_refit(fitted, data):
+    state = fitted.state_dict()
+    state["version"] = 3
+    with pytest.raises(ValueError, match=r"version 3.*fit the detector again"):
+        LINe(None, data[2], data[3]).load_state_dict(state)
+
+
+def test_missing_file(data):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LINe(None, data[2], data[3]).load("/nonexistent/line.pt")
+
+
+def test_warns_on_signed_features_with_masks(data, caplog):
+    x, y, w, b, _ = data
+    with caplog.at_level(logging.WARNING, logger="line_plugin.plugin.detector"):
+        LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x - x.mean(), y)
+    assert "% of the training activations are negative" in caplog.text
+
+
+def test_no_warning_for_post_relu_features_or_without_masks(data, caplog):
+    x, y, w, b, _ = data
+    with caplog.at_level(logging.WARNING, logger="line_plugin.plugin.detector"):
+        LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x, y)
+        LINe(None, w, b, p_a=0, p_w=0, clip=None).fit_features(x - x.mean(), y)
+    assert "negative" not in caplog.text
+
+
+def _core_private_names() -> set:
+    tree = ast.parse(Path(core_module.__file__).read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "LINe")
+    names = {n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {
+        t.attr
+        for n in ast.walk(cls)
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Attribute)
+    }
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def test_the_plugin_uses_only_the_public_api_of_the_core():
+    # so that it runs unchanged on top of pytorch_ood.detector.LINe; the core's private names
+    # are listed here, and none may appear in the plugin's modules
+    private = _core_private_names()
+    assert {"_derived", "_masks", "_masked_logits", "_device"} <= private
+    for path in PLUGIN.glob("*.py"):
+        used = set(re.findall(r"\.(_\w+)", path.read_text()))
+        assert not used & private, f"{path.name} uses the core's private {used & private}"
+    documented = CoreLINe.__doc__
+    for name in ("class_means", "activation_keep", "weight_threshold", "fit_class_sums"):
+        assert name in documented

@@ -1,7 +1,9 @@
 """
 Fitting under :mod:`torch.distributed`: two CPU processes on the gloo backend, each fitting on
 its own shard, give the detector of a single-process fit. The shards are uneven, one process
-sees no sample of class 0, and in another run one process sees no sample at all.
+sees no sample of class 0, and in another run one process sees no sample at all. A
+``DistributedSampler`` pads the shards of an odd number of samples with a repeat: ``fit`` drops it,
+so that every sample counts once.
 """
 
 import os
@@ -13,11 +15,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset
 
 from line_plugin import LINe
 from line_plugin.plugin import sample as line_sample
 from line_plugin.plugin.sample import ActivationSample
+
+pytestmark = pytest.mark.slow  # two processes: seconds
 
 WORLD = 2
 NUM_CLASSES, NUM_FEATURES, N = 5, 11, 301
@@ -64,6 +68,10 @@ def _worker(rank: int, port: int, out: str) -> None:
                 "scores32": det.predict_features(test),
                 "scores64": det.predict_features(test.double()),
             }
+        sampler = DistributedSampler(TensorDataset(x, y), WORLD, rank, shuffle=True, seed=3)
+        loader = DataLoader(TensorDataset(x, y), batch_size=20, sampler=sampler)
+        det = LINe(nn.Identity(), w, b, **SETTING).fit(loader, progress=False)
+        results["sampler"] = {"state": det.state_dict(), "padded": sampler.total_size}
         with mock.patch.object(line_sample, "SAMPLE_CAPACITY", SAMPLE_CAPACITY):
             sample = ActivationSample()
             for batch in shards("uneven", y)[rank].split(13):
@@ -170,3 +178,14 @@ def test_activation_samples_are_kept_at_one_rate(ranks):
         assert sum(p.numel() for p in halved) > SAMPLE_CAPACITY
     for r in ranks:
         assert torch.equal(r["sample"]["sample"], expected)
+
+
+def test_a_distributed_samplers_padding_is_not_counted(ranks, single):
+    assert N % WORLD and ranks[0]["sampler"]["padded"] == N + 1  # one sample repeated
+    state, reference = ranks[0]["sampler"]["state"], single["state"]
+    assert torch.equal(state["class_counts"], reference["class_counts"])
+    assert int(state["class_counts"].sum()) == N
+    n = reference["class_counts"].double().max()
+    bound = 2 * n * 2**-53 / (1 - n * 2**-53) * reference["class_means"]
+    assert ((state["class_means"] - reference["class_means"]).abs() <= bound).all()
+    assert ranks[1]["sampler"]["state"]["class_counts"].sum() == N

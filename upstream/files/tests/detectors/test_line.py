@@ -2,41 +2,22 @@ import unittest
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pytorch_ood.api import ModelNotSetException, RequiresFittingException
-from pytorch_ood.detector import EnergyBased, LINe, ReAct
-
-
-class ClassificationModel(nn.Module):
-    """
-    A small classifier with ReLU features, as in ``tests.helpers``
-    """
-
-    def __init__(self, num_inputs=10, n_hidden=32, num_outputs=3):
-        super().__init__()
-        self.layer1 = nn.Linear(num_inputs, n_hidden)
-        self.classifier = nn.Linear(n_hidden, num_outputs)
-
-    def features(self, x):
-        return self.layer1(x).relu()
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
+from src.pytorch_ood.api import ModelNotSetException, RequiresFittingException
+from src.pytorch_ood.detector import EnergyBased, LINe, ReAct
+from tests.helpers import ClassificationModel
 
 
 def reference_scores(w, b, z_train, y_train, z, p_a, p_w, clip):
     """
-    LINe as the paper and the authors' code define it, one sample at a time: the class means,
-    the contributions C = W * A, and for the predicted class l the activation mask
-    C[l] > quantile(C[l], p_a) and the K x D weight mask P > quantile(P, p_w) with
-    P = |C[l]| * W, all in float64 with numpy
+    LINe as the paper and the authors' code compute it, one sample at a time, in float64: the
+    class means, C = W * A, and for the predicted class l the activation mask
+    C[l] > quantile(C[l], p_a) and the K x D weight mask P > quantile(P, p_w), P = |C[l]| * W
     """
     w, b = w.double().numpy(), b.double().numpy()
     z_train, y_train, z = z_train.double().numpy(), y_train.numpy(), z.double().numpy()
-    means = np.stack([z_train[y_train == c].mean(axis=0) for c in range(len(w))])
-    contrib = w * means
+    contrib = w * np.stack([z_train[y_train == c].mean(axis=0) for c in range(len(w))])
     scores = []
     for h in z:
         h = np.minimum(h, clip) if clip is not None else h
@@ -48,8 +29,7 @@ def reference_scores(w, b, z_train, y_train, z, p_a, p_w, clip):
         keep_w = np.ones(w.shape, dtype=bool)
         if p_w > 0:
             keep_w = products > np.quantile(products, p_w)
-        logits = (w * keep_w) @ (h * keep_a) + b
-        scores.append(-np.logaddexp.reduce(logits))
+        scores.append(-np.logaddexp.reduce((w * keep_w) @ (h * keep_a) + b))
     return torch.tensor(scores)
 
 
@@ -60,7 +40,7 @@ class TestLINe(unittest.TestCase):
 
     def setUp(self) -> None:
         torch.manual_seed(123)
-        self.model = ClassificationModel().eval()
+        self.model = ClassificationModel(n_hidden=32).eval()
         self.x = torch.randn(size=(60, 10))
         self.y = torch.arange(60) % 3
         with torch.no_grad():
@@ -75,37 +55,17 @@ class TestLINe(unittest.TestCase):
         scores = detector(self.x)
         self.assertEqual(scores.shape, (60,))
         self.assertTrue(torch.isfinite(scores).all())
-        self.assertEqual(detector.predict_features(self.z[:7]).shape, (7,))
         self.assertEqual(detector.pruned_logits(self.z[:7]).shape, (7, 3))
-        self.assertEqual(detector.class_means.shape, (3, 32))
         self.assertEqual(detector.class_means.dtype, torch.float64)
         self.assertEqual(detector.activation_keep.shape, (3, 32))
-        self.assertEqual(detector.activation_keep.dtype, torch.bool)
         self.assertEqual(detector.weight_threshold.shape, (3, 32))
-
-    def test_float_labels(self):
-        # labels as pytorch-ood's tests pass them: floats of integral value
-        y = torch.cat([torch.zeros(20), torch.ones(20), 2 * torch.ones(20)])
-        a = self._detector().fit_features(self.z, y)
-        b = self._detector().fit_features(self.z, y.long())
-        self.assertTrue(torch.equal(a.class_means, b.class_means))
-
-    def test_fit_loader(self):
-        # OOD samples (label < 0) are ignored; fit and fit_features agree
-        x = torch.cat([self.x, torch.randn(size=(10, 10))])
-        y = torch.cat([self.y, -torch.ones(10, dtype=torch.long)])
-        loader = DataLoader(TensorDataset(x, y), batch_size=16)
-        a = self._detector().fit(loader)
-        b = self._detector().fit_features(self.z, self.y)
-        torch.testing.assert_close(a.class_means, b.class_means)
-        torch.testing.assert_close(a(self.x), b(self.x))
 
     def test_reference(self):
         for p_a, p_w, clip in [
-            (0.9, 0.9, 1.0),
-            (0.5, 0.1, 0.5),
+            (0.9, 0.9, 0.5),
+            (0.5, 0.1, 0.2),
             (0.1, 0.5, None),
-            (0.0, 0.9, 2.0),
+            (0.0, 0.9, 1.0),
         ]:
             with self.subTest(p_a=p_a, p_w=p_w, clip=clip):
                 detector = self._detector(p_a=p_a, p_w=p_w, clip=clip)
@@ -118,38 +78,39 @@ class TestLINe(unittest.TestCase):
                 torch.testing.assert_close(scores, expected, rtol=1e-10, atol=1e-10)
 
     def test_mask_sizes(self):
-        # per class, strictly above the quantile: half of the 32 neurons, half of the 96 weights
+        # per class, strictly above the median: half of the 32 neurons and of the 96 weights
         detector = self._detector(p_a=0.5, p_w=0.5).fit_features(self.z, self.y)
-        detector.predict_features(self.z)
         self.assertEqual(detector.activation_keep.sum(dim=1).tolist(), [16, 16, 16])
         w = detector.weight
         kept = [(w > detector.weight_threshold[label]).sum().item() for label in range(3)]
         self.assertEqual(kept, [48, 48, 48])
 
-    def test_energy_equivalence(self):
-        # no pruning, no clipping: the energy score
+    def test_fit_loader(self):
+        # OOD samples (label < 0) are ignored; labels may be floats of integral value
+        x = torch.cat([self.x, torch.randn(size=(10, 10))])
+        y = torch.cat([self.y, -torch.ones(10, dtype=torch.long)]).float()
+        a = self._detector().fit(DataLoader(TensorDataset(x, y), batch_size=16))
+        b = self._detector().fit_features(self.z, self.y)
+        torch.testing.assert_close(a.class_means, b.class_means)
+        torch.testing.assert_close(a(self.x), b(self.x))
+
+    def test_energy_and_react(self):
         detector = self._detector(p_a=0.0, p_w=0.0, clip=None).fit_features(self.z, self.y)
         torch.testing.assert_close(detector(self.x), EnergyBased(self.model)(self.x))
-
-    def test_react_equivalence(self):
-        # no pruning, the same clip: ReAct with a fixed threshold
         detector = self._detector(p_a=0.0, p_w=0.0, clip=0.3).fit_features(self.z, self.y)
         react = ReAct(self.model.features, self.model.classifier, threshold=0.3)
         torch.testing.assert_close(detector(self.x), react(self.x))
 
     def test_detector_argument(self):
-        detector = self._detector().fit_features(self.z, self.y)
-        logits = detector.pruned_logits(self.z)
-        torch.testing.assert_close(detector.predict_features(self.z), EnergyBased.score(logits))
-
         def max_logit(z):
             return -z.max(dim=1).values
 
-        custom = self._detector(detector=max_logit).fit_features(self.z, self.y)
-        torch.testing.assert_close(custom.predict_features(self.z), max_logit(logits))
+        detector = self._detector(detector=max_logit).fit_features(self.z, self.y)
+        logits = detector.pruned_logits(self.z)
+        torch.testing.assert_close(detector.predict_features(self.z), max_logit(logits))
 
     def test_set_hyperparameters(self):
-        # new masks from the stored class means, the same as fitting again
+        # new masks from the stored class means: the same as fitting again
         detector = self._detector().fit_features(self.z, self.y)
         detector.predict_features(self.z)
         detector.set_hyperparameters(p_a=0.5, p_w=0.1, clip=None)
@@ -157,21 +118,26 @@ class TestLINe(unittest.TestCase):
         self.assertTrue(torch.equal(detector(self.x), fresh(self.x)))
         self.assertEqual(detector.get_hyperparameters(), {"p_a": 0.5, "p_w": 0.1, "clip": None})
 
-    def test_hyperparameter_space(self):
-        self.assertEqual(set(LINe.hyperparameter_space), {"p_a", "p_w", "clip"})
-        for name in ("p_a", "p_w"):
-            self.assertTrue(all(0 <= v <= 1 for v in LINe.hyperparameter_space[name]))
+    def test_nan_in_nan_out(self):
+        detector = self._detector().fit_features(self.z, self.y)
+        z = self.z[:4].clone()
+        z[1, 0] = float("nan")
+        scores = detector.predict_features(z)
+        self.assertTrue(torch.isnan(scores[1]))
+        self.assertTrue(torch.isfinite(scores[[0, 2, 3]]).all())
 
-    def test_state_dict(self):
-        detector = self._detector(p_a=0.5).fit_features(self.z, self.y)
-        c = self.model.classifier
-        restored = LINe(None, c.weight, c.bias).load_state_dict(detector.state_dict())
-        self.assertEqual(restored.p_a, 0.5)
-        self.assertTrue(torch.equal(restored.predict_features(self.z), detector(self.x)))
+    def test_statistics_stay_on_the_cpu(self):
+        detector = self._detector().fit_features(self.z, self.y).to("cpu")
+        self.assertEqual(detector.class_means.device.type, "cpu")
+        self.assertEqual(detector.predict_features(self.z).dtype, torch.float32)
 
-    def test_info(self):
-        self.assertEqual(LINe.info.paper.year, 2023)
-        self.assertTrue(LINe.info.ai_coded)
+    @unittest.skipIf(not torch.cuda.is_available(), "CUDA not available")
+    def test_cuda(self):
+        cpu = self._detector(p_a=0.5, p_w=0.5).fit_features(self.z, self.y)
+        cuda = self._detector(p_a=0.5, p_w=0.5).to("cuda").fit_features(self.z, self.y)
+        scores = cuda.predict_features(self.z)
+        self.assertEqual(scores.device.type, "cuda")
+        torch.testing.assert_close(scores.cpu(), cpu.predict_features(self.z))
 
 
 class TestLINeErrors(unittest.TestCase):
@@ -184,7 +150,7 @@ class TestLINeErrors(unittest.TestCase):
         self.model = ClassificationModel()
         c = self.model.classifier
         self.detector = LINe(self.model.features, c.weight, c.bias)
-        self.z = torch.randn(size=(30, 32)).relu()
+        self.z = torch.randn(size=(30, 10))
 
     def test_not_fitted(self):
         with self.assertRaises(RequiresFittingException):
@@ -200,62 +166,8 @@ class TestLINeErrors(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.detector.fit_features(self.z, torch.zeros(30))
 
-    def test_non_integral_labels(self):
-        with self.assertRaises(ValueError):
-            self.detector.fit_features(self.z, torch.arange(30) % 3 + 0.5)
-
-    def test_no_id_samples(self):
-        with self.assertRaises(ValueError):
-            self.detector.fit_features(self.z, -torch.ones(30))
-
-    def test_label_out_of_range(self):
-        with self.assertRaises(ValueError):
-            self.detector.fit_features(self.z, torch.arange(30) % 4)
-
-    def test_wrong_width(self):
-        self.detector.fit_features(self.z, torch.arange(30) % 3)
-        with self.assertRaises(ValueError):
-            self.detector.predict_features(torch.randn(size=(4, 31)))
-
     def test_fractions(self):
         c = self.model.classifier
         for kwargs in ({"p_a": 90}, {"p_w": 1.5}, {"p_a": -0.1}):
             with self.subTest(**kwargs), self.assertRaises(ValueError):
                 LINe(None, c.weight, c.bias, **kwargs)
-        with self.assertRaises(ValueError):
-            self.detector.set_hyperparameters(p_w=70)
-
-
-class TestLINeDevices(unittest.TestCase):
-    """
-    Tests LINe on the CPU and, where available, on a CUDA device
-    """
-
-    def setUp(self) -> None:
-        torch.manual_seed(123)
-        self.model = ClassificationModel().eval()
-        self.z = torch.randn(size=(60, 32)).relu()
-        self.y = torch.arange(60) % 3
-
-    def _detector(self) -> LINe:
-        c = self.model.classifier
-        return LINe(None, c.weight, c.bias, p_a=0.5, p_w=0.5, clip=1.0)
-
-    def test_cpu(self):
-        scores = self._detector().fit_features(self.z, self.y).predict_features(self.z)
-        self.assertEqual(scores.device.type, "cpu")
-        self.assertEqual(scores.dtype, torch.float32)
-
-    @unittest.skipIf(not torch.cuda.is_available(), "CUDA not available")
-    def test_cuda(self):
-        cpu = self._detector().fit_features(self.z, self.y)
-        expected = cpu.predict_features(self.z)
-        cuda = self._detector().to("cuda").fit_features(self.z.cuda(), self.y.cuda())
-        torch.testing.assert_close(cuda.class_means.cpu(), cpu.class_means)
-        scores = cuda.predict_features(self.z)  # moved to the detector's device
-        self.assertEqual(scores.device.type, "cuda")
-        torch.testing.assert_close(scores.cpu(), expected)
-        # a detector fitted on the CPU, moved
-        scores = cpu.to("cuda").predict_features(self.z)
-        self.assertEqual(scores.device.type, "cuda")
-        torch.testing.assert_close(scores.cpu(), expected)
