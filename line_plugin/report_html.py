@@ -84,7 +84,7 @@ def render(
     order = np.argsort(scores, kind="stable")
     most_ood = order[::-1][:SHOWN]
     most_id = order[:SHOWN]
-    parts = [_HEAD, "<h1>LINe out-of-distribution report</h1>", _summary(summary)]
+    parts = [_HEAD, "<h1>LINe out-of-distribution report</h1>", _summary(summary), _LEGEND]
     parts.append(_histogram(scores, calibration, threshold))
     parts.append(_gallery("Most out-of-distribution (highest scores)", rows, most_ood))
     if threshold is None:
@@ -231,6 +231,12 @@ def _text(value) -> str:
     return html.escape(text, quote=True)
 
 
+_LEGEND = (
+    "<p class=note>Higher scores mean more likely out-of-distribution. Each image shows its file "
+    "name, score, the class the classifier predicts and the decision: <b class=ood>OOD</b> "
+    "(flagged, above the threshold) or <b class=id>ID</b>.</p>"
+)
+
 _HEAD = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -247,7 +253,7 @@ figure { margin: 0; width: 112px; padding: 4px; border: 2px solid #ccc; border-r
 figure img, .missing { width: 96px; height: 96px; object-fit: contain;
   image-rendering: pixelated; background: #eee; display: block; margin: 0 auto 2px; }
 figure.OOD { border-color: #c0392b; } figure.ID { border-color: #3c8d3c; }
-figure.OOD b { color: #c0392b; } figure.ID b { color: #3c8d3c; }
+figure.OOD b, b.ood { color: #c0392b; } figure.ID b, b.id { color: #3c8d3c; }
 code { font-size: 10px; }
 .note { color: #555; font-style: italic; }
 </style></head><body>"""
