@@ -15,7 +15,13 @@ the threshold is :math:`s_{(k)}`, the smallest value :math:`t` such that at leas
 :math:`\\mathrm{tpr} \\cdot n` held-out scores are :math:`\\le t`. An image is flagged when its
 score is strictly above the threshold, so at least that share of the held-out images is kept
 (more when scores tie at the threshold). On fresh images of the same distribution the expected
-share kept is :math:`k / (n + 1)`.
+share kept is :math:`k / (n + 1)`: with :math:`n` calibration images exchangeable with the new
+in-distribution ones (same distribution, equally unseen by the backbone), the expected share
+flagged is :math:`1 - k / (n + 1) \le 1 - \mathrm{tpr} + 1 / (n + 1)`. Held-out *training*
+images are not exchangeable with new images when the backbone was trained on them.
+
+NumPy is imported inside the functions, so that the command line parses its options (checked
+by :func:`check_fraction` and :func:`check_tpr`) without it.
 """
 
 import math

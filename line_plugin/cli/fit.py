@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from .. import data
-    from ..calibration import threshold_at_tpr
 
     common.check_output(args.out)
     check_training_source(args.data, args.train_folder)  # all fails before the model is loaded
@@ -93,21 +92,14 @@ def run(args: argparse.Namespace) -> int:
     calibrated = ""
     if unseen is not None:
         images = data.ImageFiles(unseen, model.transform, int(model.spec.get("input_size", 32)))
-        scores = calibration_scores(detector, split, images, args)
-        origin, described = "folder", f"{len(images)} images of {args.calibration_folder}"
+        metadata.update(calibrate(detector, split, images, "folder", args))
+        calibrated = f"{len(images)} images of {args.calibration_folder}"
     elif held_out is not None:
-        scores = calibration_scores(detector, split, held_out, args)
-        origin, described = "training", f"{len(held_out)} held-out training images"
-    if unseen is not None or held_out is not None:
-        metadata["threshold"] = threshold_at_tpr(scores, args.tpr)
-        metadata["tpr"] = args.tpr
-        metadata["calibration_source"] = origin
-        metadata["calibration_images"] = len(scores)
-        if origin == "folder":
-            metadata["calibration_folder"] = str(args.calibration_folder)
-        metadata["calibration_scores"] = scores.tolist()
+        metadata.update(calibrate(detector, split, held_out, "training", args))
+        calibrated = f"{len(held_out)} held-out training images"
+    if calibrated:
         calibrated = (
-            f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of {described}"
+            f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of {calibrated}"
         )
     detector.save(args.out, **metadata)
     print(
@@ -120,6 +112,28 @@ def run(args: argparse.Namespace) -> int:
         rate = round(100 * (1 - args.tpr), 6)
         print(f"{common.PROG}: {TRAINING_WARNING.format(rate=rate)}", file=sys.stderr)
     return 0
+
+
+def calibrate(detector: "LINe", split: "Split", images: "Dataset", origin: str, args) -> Dict:
+    """
+    :param detector: the fitted detector
+    :param split: the backbone's encoder and head
+    :param images: the calibration images (see :func:`calibration_scores`)
+    :param origin: ``"folder"`` (``--calibration-folder``) or ``"training"`` (held out)
+    :param args: with ``tpr``, ``calibration_folder`` and the options of scoring
+    :return: the metadata of the threshold: ``threshold``, ``tpr``, ``calibration_source``,
+        ``calibration_images``, ``calibration_folder`` (from a folder) and
+        ``calibration_scores``
+    """
+    from ..calibration import threshold_at_tpr
+
+    scores = calibration_scores(detector, split, images, args)
+    out = {"threshold": threshold_at_tpr(scores, args.tpr), "tpr": args.tpr}
+    out.update(calibration_source=origin, calibration_images=len(scores))
+    if origin == "folder":
+        out["calibration_folder"] = str(args.calibration_folder)
+    out["calibration_scores"] = scores.tolist()
+    return out
 
 
 def calibration_scores(detector: "LINe", split: "Split", images: "Dataset", args):

@@ -15,7 +15,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import common
 from .rows import FORMATS, RowWriter, read_rows
@@ -59,7 +59,6 @@ files skipped; {FAILED} error (or no file could be read; with --strict, any unre
 def run(args: argparse.Namespace) -> int:
     """``line-ood score``: score image files with a saved state; CSV or JSON and a summary."""
     from .. import LINe, data
-    from ..calibration import flag
     from ..plugin.state import read_state
 
     check_options(args)
@@ -84,28 +83,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         writer = RowWriter(stream, args.format, with_ood=threshold is not None)
         writer.write(done)
-        position = 0
-        for scores, labels, status in common.score_batches(detector, split, dataset, args):
-            batch = []
-            ood = [None] * len(scores) if threshold is None else flag(scores, threshold).tolist()
-            for score, label, bad, is_ood in zip(
-                scores.tolist(), labels.tolist(), status.tolist(), ood
-            ):
-                path = str(dataset.files[position])
-                if bad:
-                    error = dataset.error(position) or "cannot be read"
-                    if args.strict:
-                        raise ValueError(f"cannot read image {path!r}: {error} (--strict)")
-                    skipped.append({"file": path, "error": error})
-                    print(f"{common.PROG}: skipped {path!r}: {error}", file=sys.stderr)
-                else:
-                    row = {"file": path, "score": score, "class": _class(classes, label)}
-                    if is_ood is not None:
-                        row["ood"] = is_ood
-                    batch.append(row)
-                position += 1
+        for batch, unreadable in scored_batches(
+            detector, split, dataset, args, threshold, classes
+        ):
             writer.write(batch)
             rows += batch
+            skipped += unreadable
         summary.update(totals(rows, skipped, threshold))
         writer.finish(summary)
     finally:
@@ -120,8 +103,51 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.report} ({size / 1e6:.2f} MB)", file=sys.stderr)
     print(summary_line(summary), file=sys.stderr)
     if skipped and not rows:
-        raise ValueError(f"none of the {common.plural(len(skipped), 'file')} could be read")
+        raise ValueError(f"no image could be read ({common.plural(len(skipped), 'file')} skipped)")
     return SKIPPED if skipped else OK
+
+
+def scored_batches(
+    detector, split, dataset, args: argparse.Namespace, threshold: Optional[float], classes
+) -> Iterator[Tuple[List[Dict], List[Dict]]]:
+    """
+    :param detector: the fitted detector
+    :param split: the backbone's encoder and head
+    :param dataset: :class:`line_plugin.data.ImageFiles`
+    :param args: with ``strict`` and the options of :func:`.common.score_batches`
+    :param threshold: flag scores above it (:func:`line_plugin.calibration.flag`), or ``None``
+    :param classes: class names by label, or ``None``
+    :return: per batch, the rows of the images read and ``{"file", "error"}`` of the files that
+        could not be read (each also reported on stderr)
+    :raises ValueError: with ``--strict``, at the first file that cannot be read
+    """
+    from ..calibration import flag
+
+    position = 0
+    for scores, labels, status in common.score_batches(detector, split, dataset, args):
+        rows, skipped = [], []
+        ood = [None] * len(scores) if threshold is None else flag(scores, threshold).tolist()
+        for score, label, bad, is_ood in zip(
+            scores.tolist(), labels.tolist(), status.tolist(), ood
+        ):
+            path = str(dataset.files[position])
+            position += 1
+            if bad:
+                error = dataset.error(position - 1) or "cannot be read"
+                if args.strict:
+                    raise ValueError(f"cannot read image {path!r}: {error} (--strict)")
+                skipped.append({"file": path, "error": error})
+                print(f"{common.PROG}: skipped {path!r}: {error}", file=sys.stderr)
+                continue
+            row = {
+                "file": path,
+                "score": score,
+                "class": classes[label] if classes else str(label),
+            }
+            if is_ood is not None:
+                row["ood"] = is_ood
+            rows.append(row)
+        yield rows, skipped
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -177,10 +203,6 @@ def totals(rows: List[Dict], skipped: List[Dict], threshold: Optional[float]) ->
     """:return: ``scored``, ``flagged`` (``None`` without a threshold) and ``skipped``"""
     flagged = None if threshold is None else sum(1 for r in rows if r["ood"])
     return {"scored": len(rows), "flagged": flagged, "skipped": skipped}
-
-
-def _class(classes: Optional[List[str]], label: int) -> str:
-    return classes[label] if classes else str(label)
 
 
 def decision_threshold(
