@@ -6,6 +6,10 @@ The data lies in a shared, read-only folder (``../shared/data`` beside the repos
 as ``npz`` arrays (:class:`NpzImages`, :data:`OOD_SETS`). Users with the original datasets can
 point
 :func:`open_cifar10` at torchvision's CIFAR-10 folder or at an image folder instead.
+
+Image files to score: :func:`find_images` collects them from folders, :func:`read_image` reads
+one as RGB or says in one line why it cannot, and :class:`ImageFiles` is a dataset of them in
+which a file that cannot be read is marked instead of stopping the data loader.
 """
 
 import functools

@@ -25,7 +25,8 @@ def columns(with_ood: bool) -> List[str]:
 
 class RowWriter:
     """
-    Writes rows to a stream as they come, flushing after each batch.
+    Writes rows to a stream as they come, flushing after each batch; the header comes with the
+    first row (or at the end), so that a run that fails before any row is scored writes nothing.
 
     :param stream: the output (a file opened for writing, or stdout)
     :param format: ``"csv"`` or ``"json"``
@@ -37,14 +38,22 @@ class RowWriter:
         self.format = format
         self.columns = columns(with_ood)
         self._first = True
-        if format == "csv":
-            self._csv = csv.writer(stream, lineterminator="\n")
-            self._csv.writerow(self.columns)
-        else:
-            stream.write('{"rows": [\n')
+        self._started = False
+        self._csv = csv.writer(stream, lineterminator="\n")
+
+    def _start(self) -> None:
+        if not self._started:
+            if self.format == "csv":
+                self._csv.writerow(self.columns)
+            else:
+                self.stream.write('{"rows": [\n')
+            self._started = True
 
     def write(self, rows: List[Dict]) -> None:
         """write ``rows`` (``file``, ``score``, ``class`` and maybe ``ood``) and flush"""
+        if not rows:
+            return
+        self._start()
         for row in rows:
             if self.format == "csv":
                 cells = {**row, "score": f"{row['score']:.6f}"}
@@ -58,6 +67,7 @@ class RowWriter:
 
     def finish(self, summary: Dict) -> None:
         """end the output: for JSON, close the rows and write ``summary``"""
+        self._start()
         if self.format == "json":
             self.stream.write(("\n" if not self._first else "") + "],\n")
             self.stream.write('"summary": ' + json.dumps(summary, indent=1) + "}\n")

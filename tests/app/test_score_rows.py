@@ -67,3 +67,13 @@ def test_resume_refuses_another_format(tmp_path):
     path.write_text(write("csv", ROWS))
     with pytest.raises(ValueError, match="no JSON output"):
         read_rows(path, "json", with_ood=True)
+
+
+@pytest.mark.parametrize("format", ["csv", "json"])
+def test_nothing_is_written_before_the_first_row(format):
+    stream = io.StringIO()
+    writer = RowWriter(stream, format, with_ood=False)
+    writer.write([])
+    assert stream.getvalue() == ""  # a run failing now leaves no half output
+    writer.finish({})
+    assert stream.getvalue().startswith("file,score,class\n" if format == "csv" else '{"rows"')
