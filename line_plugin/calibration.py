@@ -17,7 +17,7 @@ score is strictly above the threshold, so at least that share of the held-out im
 (more when scores tie at the threshold). On fresh images of the same distribution the expected
 share kept is :math:`k / (n + 1)`: with :math:`n` calibration images exchangeable with the new
 in-distribution ones (same distribution, equally unseen by the backbone), the expected share
-flagged is :math:`1 - k / (n + 1) \le 1 - \mathrm{tpr} + 1 / (n + 1)`. Held-out *training*
+flagged is :math:`1 - k / (n + 1) \\le 1 - \\mathrm{tpr} + 1 / (n + 1)`. Held-out *training*
 images are not exchangeable with new images when the backbone was trained on them.
 
 NumPy is imported inside the functions, so that the command line parses its options (checked

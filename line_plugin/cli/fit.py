@@ -53,7 +53,8 @@ validation set. LINe is fitted on all the training images.
 Without it, --calibration F holds out F of the training images (of --fit-samples, if given),
 stratified by class and chosen by --seed, and fits on the rest. The backbone was trained on
 those images and is more confident on them than on new ones, so new images may be flagged
-more often than promised (measured on CIFAR-10: resnet18 19 % instead of 5 %); fit warns."""
+more often than promised (measured on CIFAR-10 test images: resnet18 15 % instead of 5 %,
+docs/cli.md); fit warns."""
 
 #: default of ``--clip``: not given (``None`` means "no clipping")
 UNSET = object()
