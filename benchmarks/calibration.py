@@ -234,11 +234,18 @@ def main_() -> None:
         root = Path(tmp)
         _, new = export_test_set(root)
         records = []
+        demo = {}
         for backbone in args.backbones:
             records.append(measure(backbone, root, args.fit_samples, args.workers))
             print(json.dumps(records[-1]), flush=True)
-        demo = collection(root, root / f"{args.backbones[0]}_unseen.pt", new)
-        print(json.dumps(demo), flush=True)
+            if len(records) == 1:  # the collection right after the first backbone
+                demo = collection(root, root / f"{backbone}_unseen.pt", new)
+                print(json.dumps(demo), flush=True)
+            write_results(records, demo, command)  # each backbone's numbers as they come
+    print(markdown(records, demo, command))
+
+
+def write_results(records: List[Dict], demo: Dict, command: str) -> None:
     result = {
         "command": command,
         "version": __version__,
@@ -249,7 +256,6 @@ def main_() -> None:
     }
     (RESULTS / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "calibration.md").write_text(markdown(records, demo, command))
-    print(markdown(records, demo, command))
 
 
 if __name__ == "__main__":

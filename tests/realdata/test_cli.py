@@ -439,7 +439,7 @@ def test_folder_calibration_is_recorded_without_a_warning(capsys, unseen_state, 
     assert meta["calibration_images"] == 30 == len(meta["calibration_scores"])
     assert sorted(meta["calibration_scores"])[28] == meta["threshold"]  # k = ceil(0.95 * 30)
     assert f"keeps 95 % of 30 images of {folder}" in err
-    assert "warning" not in err
+    assert "line-ood: warning" not in err
     code, result, err = score_json(capsys, path, str(images))
     assert code == 0, err
     summary = result["summary"]
@@ -450,7 +450,7 @@ def test_folder_calibration_is_recorded_without_a_warning(capsys, unseen_state, 
 def test_no_calibration_no_warning(tmp_path):
     code, err = fit("--fit-samples", "50", "--calibration", "0", "--out", str(tmp_path / "s.pt"))
     assert code == 0, err
-    assert "warning" not in err and "threshold" not in read_state(tmp_path / "s.pt")[1]
+    assert "line-ood: warning" not in err and "threshold" not in read_state(tmp_path / "s.pt")[1]
 
 
 def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
