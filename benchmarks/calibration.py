@@ -204,13 +204,18 @@ def markdown(records: List[Dict], demo: Dict, command: str) -> str:
         f"calibration, {records[0]['training']['fit_images']:,} with the held-out one. Bound "
         f"1 - tpr + 1/(n+1) for n = 5,000: {100 * bound:.2f} %.",
         "",
-        f"Collection: {demo['files']:,} files (1,000 CIFAR-10 test, 1,000 MNIST, 3 corrupt), "
-        f"scored with the resnet18 state calibrated on unseen images: {demo['rows']:,} rows, "
-        f"{len(demo['skipped_lines'])} skipped, exit status {demo['exit_status']}; report "
-        f"{demo['report_bytes'] / 1e6:.2f} MB; of the 24 most OOD images "
-        f"{demo['most_ood_24_mnist']} are MNIST, of the 24 most ID {demo['most_id_24_cifar10']} "
-        "are CIFAR-10.",
-        "",
+    ]
+    if demo:
+        lines += [
+            f"Collection: {demo['files']:,} files (1,000 CIFAR-10 test, 1,000 MNIST, 3 corrupt), "
+            f"scored with the resnet18 state calibrated on unseen images: {demo['rows']:,} rows, "
+            f"{len(demo['skipped_lines'])} skipped, exit status {demo['exit_status']}; report "
+            f"{demo['report_bytes'] / 1e6:.2f} MB; of the 24 most OOD images "
+            f"{demo['most_ood_24_mnist']} are MNIST, of the 24 most ID "
+            f"{demo['most_id_24_cifar10']} are CIFAR-10.",
+            "",
+        ]
+    lines += [
         "Report size on the 5,000 new test images: "
         + ", ".join(f"{r['backbone']} {r['report_bytes_5000'] / 1e6:.2f} MB" for r in records),
         "",
@@ -223,12 +228,20 @@ def main_() -> None:
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "vit_tiny"])
     parser.add_argument("--fit-samples", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--no-collection", action="store_true", help="skip the collection")
+    parser.add_argument(
+        "--name", default="calibration", help="results file names (default: calibration)"
+    )
     args = parser.parse_args()
     command = "python benchmarks/calibration.py"
     if args.backbones != ["resnet18", "vit_tiny"]:
         command += " --backbones " + " ".join(args.backbones)
     if args.fit_samples != 10000:
         command += f" --fit-samples {args.fit_samples}"
+    if args.no_collection:
+        command += " --no-collection"
+    if args.name != "calibration":
+        command += f" --name {args.name}"
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -238,14 +251,14 @@ def main_() -> None:
         for backbone in args.backbones:
             records.append(measure(backbone, root, args.fit_samples, args.workers))
             print(json.dumps(records[-1]), flush=True)
-            if len(records) == 1:  # the collection right after the first backbone
+            if len(records) == 1 and not args.no_collection:  # after the first backbone
                 demo = collection(root, root / f"{backbone}_unseen.pt", new)
                 print(json.dumps(demo), flush=True)
-            write_results(records, demo, command)  # each backbone's numbers as they come
+            write_results(records, demo, command, args.name)  # each backbone's as they come
     print(markdown(records, demo, command))
 
 
-def write_results(records: List[Dict], demo: Dict, command: str) -> None:
+def write_results(records: List[Dict], demo: Dict, command: str, name: str) -> None:
     result = {
         "command": command,
         "version": __version__,
@@ -254,8 +267,8 @@ def write_results(records: List[Dict], demo: Dict, command: str) -> None:
         "collection": demo,
         "math": "bound = 1 - tpr + 1/(n+1)",
     }
-    (RESULTS / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "calibration.md").write_text(markdown(records, demo, command))
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(records, demo, command))
 
 
 if __name__ == "__main__":
