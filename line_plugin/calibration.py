@@ -15,17 +15,23 @@ the threshold is :math:`s_{(k)}`, the smallest value :math:`t` such that at leas
 :math:`\\mathrm{tpr} \\cdot n` held-out scores are :math:`\\le t`. An image is flagged when its
 score is strictly above the threshold, so at least that share of the held-out images is kept
 (more when scores tie at the threshold). On fresh images of the same distribution the expected
-share kept is :math:`k / (n + 1)`.
+share kept is :math:`k / (n + 1)`: with :math:`n` calibration images exchangeable with the new
+in-distribution ones (same distribution, equally unseen by the backbone), the expected share
+flagged is :math:`1 - k / (n + 1) \\le 1 - \\mathrm{tpr} + 1 / (n + 1)`. Held-out *training*
+images are not exchangeable with new images when the backbone was trained on them.
+
+NumPy is imported inside the functions, so that the command line parses its options (checked
+by :func:`check_fraction` and :func:`check_tpr`) without it.
 """
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # imported where used: the command line parses its options without them
+    import numpy as np
+    from torch import Tensor
 
-ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
+ArrayLike = Union["Tensor", "np.ndarray", Sequence[float]]
 
 #: default share of the training images held out for the calibration (``--calibration``)
 DEFAULT_FRACTION = 0.1
@@ -62,7 +68,7 @@ def check_tpr(tpr: float) -> float:
 
 def calibration_split(
     labels: Optional[ArrayLike], size: int, fraction: float, seed: int = 0
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> Tuple["np.ndarray", "np.ndarray"]:
     """
     Split ``size`` positions into fit and calibration positions, stratified by class.
 
@@ -80,13 +86,15 @@ def calibration_split(
     :raises ValueError: for a bad fraction, labels of another length, or a split that leaves
         no calibration image or no fit image
     """
+    import numpy as np
+
     fraction = check_fraction(fraction)
     if size < 0:
         raise ValueError(f"size must be >= 0, got {size}")
     rng = np.random.default_rng(seed)
     if labels is None:
         labels = np.zeros(size, dtype=np.int64)
-    labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels).reshape(-1)
+    labels = _array(labels).reshape(-1)
     if len(labels) != size:
         raise ValueError(f"got {len(labels)} labels for {size} positions")
     classes, counts = np.unique(labels, return_counts=True)
@@ -126,6 +134,8 @@ def threshold_at_tpr(scores: ArrayLike, tpr: float = DEFAULT_TPR) -> float:
     :return: the threshold; :func:`flag` marks scores strictly above it
     :raises ValueError: for a bad rate, no scores, or non-finite scores
     """
+    import numpy as np
+
     tpr = check_tpr(tpr)
     values = _scores(scores)
     if values.size == 0:
@@ -136,7 +146,7 @@ def threshold_at_tpr(scores: ArrayLike, tpr: float = DEFAULT_TPR) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
-def flag(scores: ArrayLike, threshold: float) -> np.ndarray:
+def flag(scores: ArrayLike, threshold: float) -> "np.ndarray":
     """
     :param scores: outlier scores, :math:`n`, higher = more OOD
     :param threshold: from :func:`threshold_at_tpr` or given by the user
@@ -147,10 +157,20 @@ def flag(scores: ArrayLike, threshold: float) -> np.ndarray:
     return _scores(scores) > threshold
 
 
-def _scores(scores: ArrayLike) -> np.ndarray:
-    if isinstance(scores, Tensor):
-        scores = scores.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(scores, dtype=np.float64).reshape(-1)
+def _array(values: ArrayLike) -> "np.ndarray":
+    """a tensor (on any device) or array-like as a NumPy array"""
+    import numpy as np
+
+    if hasattr(values, "detach"):  # a torch.Tensor
+        values = values.detach().cpu()
+        values = (values.double() if values.is_floating_point() else values).numpy()
+    return np.asarray(values)
+
+
+def _scores(scores: ArrayLike) -> "np.ndarray":
+    import numpy as np
+
+    return _array(scores).astype(np.float64).reshape(-1)
 
 
 def _number(value: float, name: str) -> float:

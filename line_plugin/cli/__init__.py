@@ -7,13 +7,16 @@ Sub-commands, one module each:
   the local CIFAR-10 benchmark, printed as AUROC and FPR95 tables;
 - ``line-ood fit`` (:mod:`.fit`): fit LINe for a backbone on a training set and save the state
   (with the backbone's name and the class names) to a file;
-- ``line-ood score`` (:mod:`.score`): score image files with a saved state, as CSV.
+- ``line-ood score`` (:mod:`.score`, rows written by :mod:`.rows`): score image files with a
+  saved state, as CSV or JSON, and optionally an HTML page (:mod:`line_plugin.report_html`).
 
-:mod:`.common` holds what they share: options, argument types, loading a backbone. The commands
-parse arguments, load backbones and data through :mod:`line_plugin.zoo` and
-:mod:`line_plugin.data`, call the public API of :class:`line_plugin.LINe` and print. Errors from
-the package (:class:`ValueError`, :class:`FileNotFoundError`, :class:`KeyError`, ...) end in one
-line ``line-ood: error: ...`` on stderr and exit status 1; argparse errors exit with 2.
+:mod:`.common` holds what they share: options, argument types, loading a backbone, scoring a
+dataset. The commands parse arguments, load backbones and data through :mod:`line_plugin.zoo`
+and :mod:`line_plugin.data`, call the public API of :class:`line_plugin.LINe` and print. Nothing
+heavy is imported before the arguments are parsed. Errors from the package
+(:class:`ValueError`, :class:`FileNotFoundError`, :class:`KeyError`, ...) end in one line
+``line-ood: error: ...`` on stderr and exit status 1; argparse errors exit with 2; ``score``
+exits with 3 when it skipped unreadable files, and an interrupted run with 130.
 """
 
 import argparse
@@ -50,7 +53,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Run ``line-ood``.
 
     :param argv: arguments (default: ``sys.argv[1:]``)
-    :return: exit status: 0, or 1 after an error (argparse exits with 2 on bad arguments)
+    :return: exit status: 0; 3 from ``score`` when unreadable files were skipped; 1 after an
+        error; 130 when interrupted (argparse exits with 2 on bad arguments)
     """
     args = build_parser().parse_args(argv)
     try:

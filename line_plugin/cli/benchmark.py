@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
-from .. import data, zoo
 from . import common
 
 EXAMPLES = """examples:
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_comparison(model: zoo.ZooModel, data_dir: Path, args: argparse.Namespace):
+def run_comparison(model, data_dir: Path, args: argparse.Namespace):
     """
     :func:`line_plugin.evaluation.compare_detectors` at the sizes and with the detectors of the
     arguments.
@@ -177,10 +176,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--ood",
         nargs="+",
-        choices=list(data.OOD_SETS),
-        default=list(data.OOD_SETS),
+        choices=list(common.OOD_SETS),
+        default=list(common.OOD_SETS),
         metavar="SET",
-        help=f"OOD sets (default: all of {', '.join(data.OOD_SETS)})",
+        help=f"OOD sets (default: all of {', '.join(common.OOD_SETS)})",
     )
     p.add_argument(
         "--detectors",

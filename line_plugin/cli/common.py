@@ -1,25 +1,34 @@
 """
-What the sub-commands share: the common options, argument types, one-line errors and loading a
-backbone by name.
+What the sub-commands share: the common options, argument types, one-line errors, loading a
+backbone by name and scoring a dataset with it.
+
+Nothing heavy is imported at the top of the CLI's modules: ``line-ood --help``, ``--version``
+and argument errors answer without loading torch, timm or pytorch-ood. The names the options
+offer (:data:`BACKBONES`, :data:`OOD_SETS`, :data:`PRESETS`) mirror the library's tables, which
+a test keeps equal.
 """
 
 import argparse
 import pickle
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, Optional, Tuple
 
-import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+if TYPE_CHECKING:  # imported where used: they load torch
+    from torch import Tensor
 
-from .. import data, zoo
+    from ..adapter import Split
+    from ..zoo import ZooModel
 
 PROG = "line-ood"
 DEFAULT_BACKBONE = "densenet_bc100"
+#: the shared models (:data:`line_plugin.zoo.MODELS`)
+BACKBONES = ("densenet_bc100", "densenet_bc100_dice", "resnet18", "vit_tiny", "convnext_atto")
+#: the OOD sets (:data:`line_plugin.data.OOD_SETS`)
+OOD_SETS = ("dtd", "imagenet", "mnist", "fashion_mnist")
+#: the paper's presets (:data:`line_plugin.PRESETS`)
+PRESETS = ("cifar10", "cifar100", "imagenet")
 
 #: errors of the package reported as one line, without a traceback
 USER_ERRORS = (ValueError, KeyError, NotImplementedError, OSError, RuntimeError)
@@ -28,32 +37,7 @@ USER_ERRORS = (ValueError, KeyError, NotImplementedError, OSError, RuntimeError)
 # -- backbones -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Backbone:
-    """
-    A loaded classifier split into penultimate features and its linear head.
-
-    :param name: the name it was given by (a :data:`line_plugin.zoo.MODELS` key or
-        ``ARCH:CHECKPOINT``)
-    :param zoo: the loaded model with its input transform
-    :param encoder: images to penultimate features, :math:`B \\times D`
-    :param weight: head weight, :math:`K \\times D`
-    :param bias: head bias, :math:`K`
-    """
-
-    name: str
-    zoo: zoo.ZooModel
-    encoder: Callable[[Tensor], Tensor]
-    weight: Tensor
-    bias: Tensor
-
-    @property
-    def transform(self) -> Callable:
-        """any PIL image to the model's normalised input tensor"""
-        return self.zoo.transform
-
-
-def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
+def load_zoo_model(name: str, models_dir: Optional[str] = None) -> "ZooModel":
     """
     :param name: a key of :data:`line_plugin.zoo.MODELS`, or ``ARCH:CHECKPOINT`` (a timm model
         name or ``densenet_bc100``, and a checkpoint file)
@@ -63,6 +47,8 @@ def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
     :raises ValueError: for an unknown name or a checkpoint that does not fit the architecture
     :raises FileNotFoundError: if the checkpoint or the models folder is missing
     """
+    from .. import zoo
+
     if name in zoo.MODELS:
         if models_dir is not None and not Path(models_dir).is_dir():
             raise FileNotFoundError(f"models folder {models_dir!r} does not exist (--models)")
@@ -79,7 +65,9 @@ def load_zoo_model(name: str, models_dir: Optional[str] = None) -> zoo.ZooModel:
         raise ValueError(f"cannot load {path!r} as a {arch} model: {first_line(e)}") from e
 
 
-def load_backbone(name: str, models_dir: Optional[str] = None, device: str = "cpu") -> Backbone:
+def load_backbone(
+    name: str, models_dir: Optional[str] = None, device: str = "cpu"
+) -> Tuple["ZooModel", "Split"]:
     """
     Load a backbone (see :func:`load_zoo_model`) and split it
     (:func:`line_plugin.zoo.split_backbone`).
@@ -87,12 +75,13 @@ def load_backbone(name: str, models_dir: Optional[str] = None, device: str = "cp
     :param name: backbone name
     :param models_dir: the shared models folder
     :param device: device to run the model on
-    :return: the split backbone
+    :return: the model with its transform, and its split into encoder and linear head
     """
+    from .. import zoo
+
     model = load_zoo_model(name, models_dir)
     model.model.to(device)
-    encoder, weight, bias = zoo.split_backbone(model)
-    return Backbone(name, model, encoder, weight, bias)
+    return model, zoo.split_backbone(model)
 
 
 def data_root(folder: Optional[str]) -> Path:
@@ -101,6 +90,8 @@ def data_root(folder: Optional[str]) -> Path:
     :return: the existing data folder
     :raises FileNotFoundError: if it is missing
     """
+    from .. import data
+
     if folder is None:
         return data.default_data_dir()
     if not Path(folder).is_dir():
@@ -108,28 +99,51 @@ def data_root(folder: Optional[str]) -> Path:
     return Path(folder)
 
 
-@torch.no_grad()
-def score_dataset(
-    detector, backbone: Backbone, dataset, args: argparse.Namespace, desc: str = "score"
-) -> Tuple[Tensor, Tensor]:
+def score_batches(
+    detector, split: "Split", dataset, args: argparse.Namespace, desc: str = "score"
+) -> Iterator[Tuple["Tensor", "Tensor", "Tensor"]]:
     """
-    :param detector: a fitted :class:`line_plugin.LINe` for ``backbone``
-    :param backbone: the split backbone
+    Score a dataset batch by batch: the features by
+    :func:`line_plugin.evaluation.features.feature_batches`, then the detector and the head.
+
+    :param detector: a fitted :class:`line_plugin.LINe` for the backbone
+    :param split: the backbone's encoder and head
     :param dataset: of ``(image tensor, label)``
     :param args: with ``batch_size``, ``workers``, ``device`` and ``quiet``
     :param desc: progress bar label (a bar only on a terminal, see :func:`show_progress`)
-    :return: outlier scores and the classifier's predicted labels, :math:`N` each
+    :return: an iterator of outlier scores, the classifier's predicted labels and the dataset's
+        labels, :math:`B` each, per batch in the dataset's order
     """
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    scores, labels = [], []
-    for x, _ in tqdm(loader, desc=desc, disable=not show_progress(args), leave=False):
-        z = backbone.encoder(x.to(args.device))
-        scores.append(detector.predict_features(z).cpu())
-        w, b = backbone.weight.to(z), backbone.bias.to(z)
-        labels.append(torch.addmm(b, z, w.T).argmax(dim=1).cpu())
-    if not scores:
-        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(scores), torch.cat(labels)
+    import torch
+
+    from ..evaluation.features import feature_batches
+
+    weight, bias = split.weight.to(args.device), split.bias.to(args.device)
+    batches = feature_batches(
+        split.encoder,
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        desc=desc,
+        progress=show_progress(args),
+    )
+    for z, y in batches:
+        with torch.no_grad():
+            z = z.to(args.device)
+            scores = detector.predict_features(z).cpu()
+            labels = torch.addmm(bias, z, weight.T).argmax(dim=1).cpu()
+        yield scores, labels, y
+
+
+def score_dataset(
+    detector, split: "Split", dataset, args: argparse.Namespace, desc: str = "score"
+) -> "Tensor":
+    """:return: the outlier scores of a whole dataset (see :func:`score_batches`)"""
+    import torch
+
+    scores = [s for s, _, _ in score_batches(detector, split, dataset, args, desc)]
+    return torch.cat(scores) if scores else torch.zeros(0)
 
 
 # -- checks and messages -------------------------------------------------------------------------
@@ -170,7 +184,11 @@ def count(text: str) -> Optional[int]:
 
 
 def device(text: str) -> str:
-    """a torch device that is available"""
+    """a torch device that is available (torch is imported for any other than ``cpu``)"""
+    if text == "cpu":
+        return text
+    import torch
+
     try:
         parsed = torch.device(text)
     except RuntimeError:
@@ -192,7 +210,7 @@ def common_options(backbone_default: Optional[str]) -> argparse.ArgumentParser:
         "--backbone",
         default=backbone_default,
         metavar="NAME",
-        help=f"a shared model ({', '.join(zoo.MODELS)}) or ARCH:CHECKPOINT, a timm model name "
+        help=f"a shared model ({', '.join(BACKBONES)}) or ARCH:CHECKPOINT, a timm model name "
         f"and a checkpoint file (default: {shown})",
     )
     parent.add_argument(

@@ -7,7 +7,7 @@ pytorch-ood benchmark over them that every detector of the comparison is evaluat
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -62,7 +62,37 @@ def _dataset_token(dataset: Dataset) -> str:
     return f"{type(dataset).__name__}({','.join(map(str, parts))})"
 
 
-@torch.no_grad()
+def feature_batches(
+    encoder: Callable[[Tensor], Tensor],
+    dataset: Dataset,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    device: str = "cpu",
+    desc: str = "features",
+    progress: bool = True,
+) -> Iterator[Tuple[Tensor, Tensor]]:
+    """
+    The features of ``dataset`` batch by batch, for callers that use each batch as it comes
+    (the command line writes rows as batches finish); :func:`compute_features` concatenates them.
+
+    :param encoder: images to :math:`B \\times D` features
+    :param dataset: yields ``(image tensor, label)``
+    :param batch_size: batch size (small batches run fastest on a CPU: DenseNet-BC-100 runs
+        about twice as fast at 16 as at 250)
+    :param num_workers: data loader workers
+    :param device: device the encoder runs on (the caller moves the model there)
+    :param desc: progress bar label
+    :param progress: show a progress bar
+    :return: an iterator of float32 features :math:`B \\times D` and int64 labels :math:`B`,
+        on the CPU, in the order of the dataset
+    """
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        with torch.no_grad():
+            z = encoder(x.to(device)).float().flatten(1).cpu()
+        yield z, torch.as_tensor(y, dtype=torch.long)
+
+
 def compute_features(
     encoder: Callable[[Tensor], Tensor],
     dataset: Dataset,
@@ -75,19 +105,15 @@ def compute_features(
     """
     :param encoder: images to :math:`B \\times D` features
     :param dataset: yields ``(image tensor, label)``
-    :param batch_size: batch size (small batches run fastest on a CPU: DenseNet-BC-100 runs
-        about twice as fast at 16 as at 250)
+    :param batch_size: batch size, see :func:`feature_batches`
     :param num_workers: data loader workers
     :param device: device the encoder runs on (the caller moves the model there)
     :param desc: progress bar label
     :param progress: show a progress bar
     :return: float32 features :math:`N \\times D` and int64 labels :math:`N`, on the CPU
     """
-    zs, ys = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        zs.append(encoder(x.to(device)).float().flatten(1).cpu())
-        ys.append(torch.as_tensor(y, dtype=torch.long))
+    batches = feature_batches(encoder, dataset, batch_size, num_workers, device, desc, progress)
+    zs, ys = zip(*batches)
     return torch.cat(zs), torch.cat(ys)
 
 

@@ -37,9 +37,83 @@ def test_command_help_has_examples(capsys, command):
         ["fit", "--device", "nope", "--out", "x.pt"],
         ["benchmark", "--ood", "svhn"],
         ["score", "--state", "x.pt"],
+        ["fit", "--calibration", "0.1", "--calibration-folder", "x", "--out", "x.pt"],
     ],
 )
 def test_usage_errors_exit_2(capsys, args):
     code, _, err = run(capsys, *args)
     assert code == 2
     assert "Traceback" not in err
+
+
+# -- no torch before the arguments are parsed ----------------------------------------------------
+
+PARSE_ONLY = """
+import sys
+from line_plugin.cli import main
+try:
+    main({args!r})
+except SystemExit as e:
+    print("exit", e.code)
+heavy = sorted(m for m in ("torch", "timm", "pytorch_ood", "numpy", "PIL") if m in sys.modules)
+print("imported", heavy)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["score", "--help"],
+        ["fit", "--help"],
+        ["benchmark", "--help"],
+        ["fit", "--p-a"],
+        ["score", "--state", "x.pt"],
+        ["nope"],
+    ],
+)
+def test_help_version_and_usage_errors_import_nothing_heavy(args):
+    code = PARSE_ONLY.format(args=args)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2] in ("exit 0", "exit 2") and lines[-1] == "imported []"
+
+
+def test_option_names_mirror_the_library():
+    from line_plugin import PRESETS, data, zoo
+    from line_plugin.cli import common
+
+    assert common.BACKBONES == tuple(zoo.MODELS)
+    assert common.OOD_SETS == tuple(data.OOD_SETS)
+    assert common.PRESETS == tuple(PRESETS)
+
+
+# -- score: bad output paths fail before anything is loaded --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            ["--report", "{tmp}/none/r.html"],
+            "cannot write --report '{tmp}/none/r.html': its folder",
+        ),
+        (["--report", "{tmp}"], "cannot write --report '{tmp}': it is a folder"),
+        (["--resume"], "--resume needs --out FILE"),
+        (
+            ["--out", "{tmp}/o.csv", "--report", "{tmp}/o.csv"],
+            "--report and --out name the same file",
+        ),
+    ],
+)
+def test_bad_report_or_resume_is_one_line_before_the_state_is_read(
+    capsys, tmp_path, extra, expected
+):
+    # the state does not exist: the error about the options comes first
+    args = ["score", "--state", str(tmp_path / "none.pt"), str(tmp_path)]
+    code, out, err = run(capsys, *args, *[a.format(tmp=tmp_path) for a in extra])
+    assert code == 1 and out == ""
+    assert err.startswith(f"line-ood: error: {expected.format(tmp=tmp_path)}")
+    assert err.count("\n") == 1

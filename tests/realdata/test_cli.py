@@ -5,9 +5,11 @@ resnet18 (the fastest shared model on a CPU) and tiny subsets.
 
 import csv
 import io
+import json
 import math
+from contextlib import redirect_stderr
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from cli_run import run
 from PIL import Image
 
 from line_plugin import LINe, data, zoo
-from line_plugin.cli import main
+from line_plugin.cli import main, rows
 from line_plugin.plugin.state import read_state
 
 BACKBONE = "resnet18"
@@ -37,12 +39,26 @@ def rows_of(text: str) -> List[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def fit(*args: str) -> Tuple[int, str]:
+    """:return: exit status and stderr of ``line-ood fit ARGS`` (in a module fixture)"""
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["fit", "--backbone", BACKBONE, "--no-progress", *args])
+    return code, err.getvalue()
+
+
 @pytest.fixture(scope="module")
-def state(tmp_path_factory) -> Path:
+def fitted(tmp_path_factory) -> Tuple[Path, str]:
+    """a state calibrated on held-out training images (the default), and fit's stderr"""
     path = tmp_path_factory.mktemp("state") / "line.pt"
-    args = ["fit", "--backbone", BACKBONE, "--fit-samples", "200", "--no-progress"]
-    assert main(args + ["--out", str(path)]) == 0
-    return path
+    code, err = fit("--fit-samples", "200", "--out", str(path))
+    assert code == 0, err
+    return path, err
+
+
+@pytest.fixture(scope="module")
+def state(fitted) -> Path:
+    return fitted[0]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +212,19 @@ ERRORS = {
     ),
     "missing state": (["score", "--state", "{tmp}/none.pt", "{images}"], "does not exist"),
     "not a state": (["score", "--state", "{bad}/bad.pt", "{images}"], "is not a saved LINe state"),
-    "unreadable image": (["score", "--state", "{state}", "{bad}/broken.png"], "cannot read image"),
+    "unreadable image with --strict": (
+        ["score", "--state", "{state}", "--strict", "{bad}/broken.png"],
+        "cannot read image",
+    ),
+    "missing calibration folder": (
+        ["fit", "--calibration-folder", "{tmp}/none", "--out", "{tmp}/x.pt"],
+        "no such file or folder",
+    ),
+    "unreadable calibration image": (
+        ["fit", "--backbone", BACKBONE, "--fit-samples", "20", "--calibration-folder", "{bad}"]
+        + ["--out", "{tmp}/x.pt"],
+        "cannot read calibration image",
+    ),
     "state of another backbone": (
         ["score", "--state", "{state}", "--backbone", "densenet_bc100", "{images}"],
         "fitted for backbone 'resnet18'",
@@ -250,3 +278,210 @@ def test_errors_are_one_line(capsys, tmp_path, state, images, bad_files, case):
     assert err.startswith("line-ood: error: ") and err.count("\n") == 1, err
     assert expected in err
     assert "Traceback" not in err and out == ""
+
+
+# -- unreadable files, resume, calibration source, report ----------------------------------------
+
+
+def cut_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(data.ood_set("dtd").x[1]).save(buffer, format="JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+#: the bad files of a collection and the reasons reported
+BAD_FILES = {
+    "empty.png": (b"", "empty file"),
+    "notes.jpg": (b"not an image\n", "not an image file"),
+    "cut.jpg": (None, "runcated"),
+}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """6 MNIST PNGs, one named <script>.png, and the three bad files of :data:`BAD_FILES`"""
+    folder = tmp_path_factory.mktemp("mixed")
+    write_pngs(folder, 5)
+    Image.fromarray(data.ood_set("mnist").x[7]).save(folder / "<script>.png")
+    for name, (contents, _) in BAD_FILES.items():
+        (folder / name).write_bytes(cut_jpeg() if contents is None else contents)
+    return folder
+
+
+def score_json(capsys, state: Path, *args: str) -> Tuple[int, dict, str]:
+    code, out, err = run(capsys, "score", "--state", str(state), "--format", "json", *args)
+    return code, json.loads(out) if out else {}, err
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_bad_files_are_skipped_and_reported(capsys, state, mixed, workers):
+    code, result, err = score_json(
+        capsys, state, str(mixed), "--batch-size", "3", "--workers", workers
+    )
+    assert code == 3, err
+    good = sorted(p.name for p in mixed.iterdir() if p.name not in BAD_FILES)
+    assert [Path(r["file"]).name for r in result["rows"]] == good
+    skipped = {Path(s["file"]).name: s["error"] for s in result["summary"]["skipped"]}
+    assert sorted(skipped) == sorted(BAD_FILES)
+    for name, (_, reason) in BAD_FILES.items():
+        assert reason in skipped[name]
+        assert f"line-ood: skipped {str(mixed / name)!r}: {skipped[name]}" in err
+    assert result["summary"]["scored"] == 6
+    assert err.strip().splitlines()[-1].endswith("; skipped 3 unreadable files")
+
+
+def test_workers_give_the_same_rows(capsys, state, mixed):
+    _, single, _ = score_json(capsys, state, str(mixed), "--batch-size", "3")
+    _, multi, _ = score_json(capsys, state, str(mixed), "--batch-size", "3", "--workers", "2")
+    assert multi == single
+
+
+def test_strict_stops_at_an_unreadable_file(capsys, state, mixed):
+    code, out, err = run(capsys, "score", "--state", str(state), "--strict", str(mixed))
+    assert code == 1
+    assert err.startswith("line-ood: error: cannot read image") and err.count("\n") == 1
+    assert "(--strict)" in err
+
+
+def test_no_readable_file_fails(capsys, state, mixed):
+    code, out, err = run(capsys, "score", "--state", str(state), str(mixed / "empty.png"))
+    assert code == 1
+    assert (
+        err.strip().splitlines()[-1] == "line-ood: error: no image could be read (1 file skipped)"
+    )
+
+
+def interrupt_after_first_batch(monkeypatch):
+    from line_plugin.cli import common
+
+    original = common.score_batches
+
+    def one_batch(*args, **kwargs):
+        for k, batch in enumerate(original(*args, **kwargs)):
+            if k == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(common, "score_batches", one_batch)
+
+
+@pytest.mark.parametrize("format", ["csv", "json"])
+def test_interrupted_and_resumed_run_gives_the_same_rows(
+    capsys, monkeypatch, tmp_path, state, mixed, format
+):
+    whole, part = tmp_path / f"whole.{format}", tmp_path / f"part.{format}"
+    common = ("score", "--state", str(state), str(mixed), "--batch-size", "3", "--format", format)
+    code, _, err = run(capsys, *common, "--out", str(whole))
+    assert code == 3, err
+    with monkeypatch.context() as patch:
+        interrupt_after_first_batch(patch)
+        code, _, err = run(capsys, *common, "--out", str(part))
+    assert code == 130 and "interrupted" in err
+    kept = rows.read_rows(part, format, with_ood=True)  # a JSON file cut short, too
+    assert 0 < len(kept) < 6  # the first batch's rows were written
+    code, _, err = run(capsys, *common, "--out", str(part), "--resume")
+    assert code == 3, err
+    assert read_rows(part, format) == read_rows(whole, format)
+    if format == "json":
+        whole_summary = json.loads(whole.read_text())["summary"]
+        assert json.loads(part.read_text())["summary"] == whole_summary
+    # resuming a finished run scores nothing more and keeps the rows
+    code, _, err = run(capsys, *common, "--out", str(part), "--resume")
+    assert read_rows(part, format) == read_rows(whole, format)
+
+
+def read_rows(path: Path, format: str) -> List[dict]:
+    if format == "csv":
+        return rows_of(path.read_text())
+    return json.loads(path.read_text())["rows"]
+
+
+def test_training_calibration_warns_and_is_recorded(capsys, fitted, images):
+    path, err = fitted
+    meta = read_state(path)[1]
+    assert meta["calibration_source"] == "training" and meta["calibration_images"] == 20
+    assert len(meta["calibration_scores"]) == 20
+    assert sorted(meta["calibration_scores"])[18] == meta["threshold"]  # k = ceil(0.95 * 20)
+    assert "of 20 held-out training images" in err
+    assert err.count("line-ood: warning: the threshold is calibrated on held-out training") == 1
+    assert "more often than 5 %" in err
+    code, result, err = score_json(capsys, path, str(images))
+    assert result["summary"]["calibration_source"] == "training"
+    assert "(calibrated on 20 held-out training images)" in err
+
+
+@pytest.fixture(scope="module")
+def unseen_state(tmp_path_factory) -> Tuple[Path, str, Path]:
+    """a state calibrated on 30 CIFAR-10 test images; fit's stderr; the calibration folder"""
+    root = tmp_path_factory.mktemp("unseen")
+    test = data.subset(data.CIFAR10JPEG(split="test"), 30, seed=0)
+    (root / "calibration").mkdir()
+    for i in test.indices:
+        test.dataset.image(i).save(root / "calibration" / f"test{i:05d}.png")
+    code, err = fit(
+        "--fit-samples",
+        "200",
+        "--calibration-folder",
+        str(root / "calibration"),
+        "--out",
+        str(root / "line.pt"),
+    )
+    assert code == 0, err
+    return root / "line.pt", err, root / "calibration"
+
+
+def test_folder_calibration_is_recorded_without_a_warning(capsys, unseen_state, images):
+    path, err, folder = unseen_state
+    state_dict, meta = read_state(path)
+    assert int(state_dict["class_counts"].sum()) == 200  # LINe fitted on every training image
+    assert meta["fit_images"] == 200
+    assert meta["calibration_source"] == "folder" and meta["calibration_folder"] == str(folder)
+    assert meta["calibration_images"] == 30 == len(meta["calibration_scores"])
+    assert sorted(meta["calibration_scores"])[28] == meta["threshold"]  # k = ceil(0.95 * 30)
+    assert f"keeps 95 % of 30 images of {folder}" in err
+    assert "line-ood: warning" not in err
+    code, result, err = score_json(capsys, path, str(images))
+    assert code == 0, err
+    summary = result["summary"]
+    assert (summary["calibration_source"], summary["calibration_images"]) == ("folder", 30)
+    assert err.strip().splitlines()[-1].endswith("(calibrated on 30 unseen images)")
+
+
+def test_no_calibration_no_warning(tmp_path):
+    code, err = fit("--fit-samples", "50", "--calibration", "0", "--out", str(tmp_path / "s.pt"))
+    assert code == 0, err
+    assert "line-ood: warning" not in err and "threshold" not in read_state(tmp_path / "s.pt")[1]
+
+
+def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
+    from html.parser import HTMLParser
+
+    path = unseen_state[0]
+    page = tmp_path / "r.html"
+    code, result, err = score_json(capsys, path, str(mixed), "--report", str(page))
+    assert code == 3, err
+    text = page.read_text()
+    HTMLParser().feed(text)
+    assert text.count("data:image/jpeg;base64,") == 3 * 6  # every gallery holds all 6 images
+    assert "&lt;script&gt;.png" in text and "<script>" not in text
+    assert "30 calibration images the backbone has not seen" in text
+    for name in BAD_FILES:
+        assert name in text
+    assert f"wrote {page}" in err
+
+
+def test_bad_report_path_fails_before_any_image_is_scored(capsys, monkeypatch, state, mixed):
+    from line_plugin.cli import common
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored")
+
+    monkeypatch.setattr(common, "score_batches", never)
+    for report, message in (
+        (str(mixed), "it is a folder"),
+        (str(mixed / "no" / "r.html"), "its folder"),
+    ):
+        code, out, err = run(
+            capsys, "score", "--state", str(state), str(mixed), "--report", report
+        )
+        assert code == 1 and message in err and err.count("\n") == 1 and out == ""

@@ -20,6 +20,7 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
+from cli_run import run
 from PIL import Image
 
 from line_plugin import data
@@ -31,16 +32,6 @@ pytestmark = pytest.mark.slow
 BACKBONE = "densenet_bc100"
 N_FIT, N_CALIBRATION = 200, 400  # --fit-samples 600 --calibration 0.6667
 N_TEST, N_MNIST = 400, 100
-
-
-def run(capsys, *args: str) -> Tuple[int, str, str]:
-    """:return: exit status, stdout and stderr of ``line-ood ARGS``"""
-    try:
-        code = main(list(args))
-    except SystemExit as e:  # argparse errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_cifar10_test(folder: Path, n: int) -> List[Path]:
@@ -125,7 +116,8 @@ def test_about_five_percent_of_cifar10_test_images_flagged(capsys, fitted, folde
     assert "\r" not in err
     assert err.strip().splitlines()[-1] == (
         f"scored {N_TEST} images with {path}: {sum(flagged)} flagged as OOD "
-        f"({100 * rate:.1f} %) at threshold {threshold:.4f}"
+        f"({100 * rate:.1f} %) at threshold {threshold:.4f} "
+        f"(calibrated on {N_CALIBRATION} held-out training images)"
     )
     classes = {r["class"] for r in rows}
     assert classes <= set(data.CIFAR10_CLASSES) and len(classes) == 10
