@@ -10,6 +10,7 @@ threshold of ``line-ood score`` at an ID true-positive rate (``--tpr``, see
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -17,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .. import PRESETS, LINe, data
+from .. import LINe, data
 from ..calibration import (
     DEFAULT_FRACTION,
     DEFAULT_TPR,
@@ -26,10 +27,13 @@ from ..calibration import (
     check_tpr,
     threshold_at_tpr,
 )
+from ..plugin.presets import PRESET_NAMES, resolve_preset
 from . import common
 
 EXAMPLES = """examples:
-  line-ood fit --backbone densenet_bc100 --out line.pt
+  line-ood fit --backbone densenet_bc100 --out line.pt     # preset auto
+  line-ood fit --backbone vit_tiny --preset cifar10 --out line.pt
+  line-ood fit --backbone vit_tiny --format json --out line.pt
   line-ood fit --backbone resnet18 --fit-samples 5000 --p-w 0.5 --out line_resnet18.pt
   line-ood fit --backbone resnet18:model.pt --train-folder train/ --clip-quantile 0.9 --out s.pt
 
@@ -42,7 +46,19 @@ CIFAR-10 folder (cifar-10-batches-py) or a JPEG pack folder.
 --calibration F holds out F of the training images (of --fit-samples, if given), stratified by
 class and chosen by --seed, and fits on the rest; the threshold saved for 'line-ood score' is
 the smallest held-out score such that at least --tpr of the held-out scores are at or below
-it. Images scoring above it are flagged as out-of-distribution."""
+it. Images scoring above it are flagged as out-of-distribution.
+
+Without --preset, --p-a, --p-w, --clip or --clip-quantile, the preset is 'auto': every 10th
+fit image (at most 1,000) is held out, and p_a, p_w and clip are chosen by the AUROC of those
+images against synthetic outliers made from them (tiles shuffled, noise); Energy (no pruning)
+unless another setting gains a clear margin. No OOD data is used. The choice and its reason are
+printed and saved in the state's metadata ("auto"). A paper preset (--preset cifar10, ...) or
+explicit hyperparameters fix the setting instead.
+
+--format json writes one object to stdout: {"state", "backbone", "source", "fit_images",
+"preset", "hyperparameters": {"p_a", "p_w", "clip", "clip_quantile"}, "auto" (the choice:
+"name", "reason", "summary", "val_auroc", "held_out", "signed_share", "signed_note", ...; null
+for other presets), "threshold", "tpr", "calibration_images"}."""
 
 #: default of ``--clip``: not given (``None`` means "no clipping")
 UNSET = object()
@@ -52,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     """``line-ood fit``: fit LINe on a training set, calibrate its threshold, save its state."""
     common.check_output(args.out)
     LINe(None, torch.zeros(1, 1), **hyperparameters(args))  # bad values fail here, not later
+    preset = resolve_preset(args.preset, hyperparameters(args))
     _check_training_source(args.data, args.train_folder)  # fails before the model is loaded
     backbone = common.load_backbone(args.backbone, args.models, args.device)
-    detector = make_detector(backbone, args.preset, **hyperparameters(args)).to(args.device)
+    detector = make_detector(backbone, preset, **hyperparameters(args)).to(args.device)
     dataset = training_set(args.data, args.train_folder, backbone.transform)
     source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
     if args.fit_samples is not None:
@@ -63,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(fit_set, batch_size=args.batch_size, num_workers=args.workers)
     detector.fit(loader, progress=common.show_progress(args))
     metadata = {"backbone": backbone.name, "classes": class_names(dataset), "source": source}
-    metadata["fit_images"] = len(fit_set)
+    metadata["fit_images"] = int(detector.class_counts.sum())  # less what auto held out
     calibrated = ""
     if held_out is not None:
         scores, _ = common.score_dataset(detector, backbone, held_out, args, desc="calibration")
@@ -74,14 +91,40 @@ def run(args: argparse.Namespace) -> int:
             f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of "
             f"{len(held_out)} held-out images"
         )
+    metadata["preset"] = preset
     detector.save(args.out, **metadata)
+    choice = detector.auto_choice
+    if args.format == "json":
+        print(json.dumps(fit_summary(detector, metadata, args.out), indent=2))
+    elif choice is not None:
+        print(choice.summary(), file=sys.stderr)
+        if choice.signed:
+            print(choice.signed_note(), file=sys.stderr)
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
-        f"{backbone.name} on {common.plural(len(fit_set), 'image')} of {source}{calibrated}; "
+        f"{backbone.name} on {common.plural(metadata['fit_images'], 'image')} of {source}"
+        f"{calibrated}; "
         f"saved {args.out}",
         file=sys.stderr,
     )
     return 0
+
+
+def fit_summary(detector: LINe, metadata: Dict, out: str) -> Dict:
+    """:return: the object of ``--format json`` (see the epilog)"""
+    choice = detector.auto_choice
+    return {
+        "state": str(out),
+        **{k: metadata.get(k) for k in ("backbone", "source", "fit_images", "preset")},
+        "hyperparameters": {
+            "p_a": detector.p_a,
+            "p_w": detector.p_w,
+            "clip": detector.clip,
+            "clip_quantile": detector.clip_quantile,
+        },
+        "auto": None if choice is None else choice.metadata(),
+        **{k: metadata.get(k) for k in ("threshold", "tpr", "calibration_images")},
+    }
 
 
 def calibration_sets(
@@ -101,16 +144,20 @@ def calibration_sets(
     return Subset(dataset, fit.tolist()), Subset(dataset, held_out.tolist())
 
 
-def make_detector(backbone: common.Backbone, preset: str, **hyperparameters) -> LINe:
+def make_detector(backbone: common.Backbone, preset: Optional[str], **hyperparameters) -> LINe:
     """
     :param backbone: the split backbone
-    :param preset: a key of :data:`line_plugin.PRESETS`
+    :param preset: ``"auto"``, a key of :data:`line_plugin.PRESETS`, or ``None`` (the
+        constructor's defaults)
     :param hyperparameters: ``p_a``, ``p_w``, ``clip``, ``clip_quantile``, overriding the
-        preset's
+        preset's (not with ``"auto"``)
     :return: the unfitted detector
     :raises ValueError: for an unknown preset or bad values
     """
-    detector = LINe.from_preset(preset, backbone.encoder, backbone.weight, backbone.bias)
+    if preset is None:
+        detector = LINe(backbone.encoder, backbone.weight, backbone.bias)
+    else:
+        detector = LINe.from_preset(preset, backbone.encoder, backbone.weight, backbone.bias)
     return detector.set_hyperparameters(**hyperparameters)
 
 
@@ -200,9 +247,10 @@ def add_parser(sub) -> None:
     source.add_argument("--train-folder", metavar="DIR", help="train on this folder instead")
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        default="cifar10",
-        help="the paper's settings (default: cifar10: p_a 0.9, p_w 0.9, clip 1.0)",
+        choices=PRESET_NAMES,
+        default=None,
+        help="auto: chosen from the training data (the default without --p-a, --p-w, --clip, "
+        "--clip-quantile); or the paper's settings (cifar10: p_a 0.9, p_w 0.9, clip 1.0)",
     )
     p.add_argument("--p-a", type=float, metavar="F", help="fraction of neurons pruned per class")
     p.add_argument("--p-w", type=float, metavar="F", help="fraction of weights pruned per class")
@@ -251,4 +299,11 @@ def add_parser(sub) -> None:
     )
     common.device_option(p)
     p.add_argument("--out", required=True, metavar="STATE.pt", help="output state file")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a summary on stderr; json: the fit and the auto choice as one JSON object "
+        "on stdout (default: text)",
+    )
     p.set_defaults(func=run)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import OOD_SETS
 from ..zoo import ZooModel, load_model, split_backbone
+from .auto_row import AutoOutliers, fit_auto_on_features
 from .baselines import (
     ablation_detectors,
     check_detector_names,
@@ -166,6 +167,18 @@ def compare_detectors(
             result.records += records
             result.scores[label] = scores
 
+    auto_choice = None
+    if line and (detectors is None or "LINe" in detectors):  # preset="auto", on ID data only
+        with torch.no_grad():
+            z_ao, _ = features("auto outliers", AutoOutliers(val_id, seed=sizes.seed))
+        t0 = time.perf_counter()
+        detector = fit_auto_on_features(w, b, fit, z_vi, z_ao, seed=sizes.seed)
+        fit_times["LINe (auto)"] = round(time.perf_counter() - t0, 2)
+        auto_choice = detector.auto_choice.metadata()
+        records, scores = _evaluate(bench, "LINe (auto)", detector, name, 4096)
+        result.records += records
+        result.scores["LINe (auto)"] = scores
+
     if ablation is None:
         ablation = line and name.startswith("densenet_bc100")
     if ablation and line:
@@ -192,6 +205,7 @@ def compare_detectors(
             **{k: len(v) for k, v in ood_z.items()},
         },
         "tuned": tuned_params,
+        "auto": auto_choice,
         "timings_s": timings,
         "threads": torch.get_num_threads(),
         "versions": _versions(),

@@ -41,6 +41,7 @@ def rows_of(text: str) -> List[dict]:
 def state(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("state") / "line.pt"
     args = ["fit", "--backbone", BACKBONE, "--fit-samples", "200", "--no-progress"]
+    args += ["--preset", "cifar10"]  # the paper preset these tests check; auto: test_auto_cli
     assert main(args + ["--out", str(path)]) == 0
     return path
 

@@ -57,9 +57,10 @@ class TestRunBenchmark(unittest.TestCase):
             )
             names = {r["detector"] for r in result.records}
             self.assertEqual(
-                names, {"Energy", "DICE", "DICE (tuned)", "LINe (paper)", "LINe (tuned)"}
+                names,
+                {"Energy", "DICE", "DICE (tuned)", "LINe (paper)", "LINe (tuned)", "LINe (auto)"},
             )
-            self.assertEqual(len(result.records), 5 * 4)
+            self.assertEqual(len(result.records), 6 * 4)
             keys = {"backbone", "detector", "dataset", "AUROC", "AUPR-IN", "AUPR-OUT"}
             for r in result.records + result.ablation:
                 self.assertTrue(keys | {"FPR95TPR", "FPR95"} <= set(r))
