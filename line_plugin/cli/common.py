@@ -27,8 +27,8 @@ DEFAULT_BACKBONE = "densenet_bc100"
 BACKBONES = ("densenet_bc100", "densenet_bc100_dice", "resnet18", "vit_tiny", "convnext_atto")
 #: the OOD sets (:data:`line_plugin.data.OOD_SETS`)
 OOD_SETS = ("dtd", "imagenet", "mnist", "fashion_mnist")
-#: the paper's presets (:data:`line_plugin.PRESETS`)
-PRESETS = ("cifar10", "cifar100", "imagenet")
+#: the presets (:data:`line_plugin.plugin.presets.PRESET_NAMES`: "auto" and the paper's)
+PRESETS = ("auto", "cifar10", "cifar100", "imagenet")
 
 #: errors of the package reported as one line, without a traceback
 USER_ERRORS = (ValueError, KeyError, NotImplementedError, OSError, RuntimeError)

@@ -14,6 +14,7 @@ calibration scores (``calibration_scores``, for the report of ``line-ood score``
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 
 
 EXAMPLES = """examples:
-  line-ood fit --backbone densenet_bc100 --out line.pt
+  line-ood fit --backbone densenet_bc100 --out line.pt     # preset auto
+  line-ood fit --backbone vit_tiny --preset cifar10 --out line.pt
+  line-ood fit --backbone vit_tiny --format json --out line.pt
   line-ood fit --backbone resnet18 --fit-samples 5000 --p-w 0.5 --out line_resnet18.pt
   line-ood fit --backbone resnet18:model.pt --train-folder train/ --clip-quantile 0.9 --out s.pt
 
@@ -54,7 +57,19 @@ Without it, --calibration F holds out F of the training images (of --fit-samples
 stratified by class and chosen by --seed, and fits on the rest. The backbone was trained on
 those images and is more confident on them than on new ones, so new images may be flagged
 more often than promised (measured on CIFAR-10 test images: resnet18 15 % instead of 5 %,
-docs/cli.md); fit warns."""
+docs/cli.md); fit warns.
+
+Without --preset, --p-a, --p-w, --clip or --clip-quantile, the preset is 'auto': every 10th
+fit image (at most 1,000) is held out, and p_a, p_w and clip are chosen by the AUROC of those
+images against synthetic outliers made from them (tiles shuffled, noise); Energy (no pruning)
+unless another setting gains a clear margin. No OOD data is used. The choice and its reason are
+printed and saved in the state's metadata ("auto"). A paper preset (--preset cifar10, ...) or
+explicit hyperparameters fix the setting instead.
+
+--format json writes one object to stdout: {"state", "backbone", "source", "fit_images",
+"preset", "hyperparameters": {"p_a", "p_w", "clip", "clip_quantile"}, "auto" (the choice:
+"name", "reason", "summary", "val_auroc", "held_out", "signed_share", "signed_note", ...; null
+for other presets), "threshold", "tpr", "calibration_images"}."""
 
 #: default of ``--clip``: not given (``None`` means "no clipping")
 UNSET = object()
@@ -74,12 +89,15 @@ def run(args: argparse.Namespace) -> int:
     from .. import data
 
     common.check_output(args.out)
+    from ..plugin.presets import resolve_preset
+
+    preset = resolve_preset(args.preset, hyperparameters(args))  # before anything is loaded
     check_training_source(args.data, args.train_folder)  # all fails before the model is loaded
     unseen = None
     if args.calibration_folder is not None:
         unseen = data.find_images([args.calibration_folder])
     model, split = common.load_backbone(args.backbone, args.models, args.device)
-    detector = make_detector(split, args.preset, **hyperparameters(args)).to(args.device)
+    detector = make_detector(split, preset, **hyperparameters(args)).to(args.device)
     dataset = training_set(args.data, args.train_folder, model.transform)
     source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
     if args.fit_samples is not None:
@@ -89,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(fit_set, batch_size=args.batch_size, num_workers=args.workers)
     detector.fit(loader, progress=common.show_progress(args))
     metadata = {"backbone": model.name, "classes": class_names(dataset), "source": source}
-    metadata["fit_images"] = len(fit_set)
+    metadata["fit_images"] = int(detector.class_counts.sum())  # less what auto held out
     calibrated = ""
     if unseen is not None:
         images = data.ImageFiles(unseen, model.transform, int(model.spec.get("input_size", 32)))
@@ -102,10 +120,19 @@ def run(args: argparse.Namespace) -> int:
         calibrated = (
             f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of {calibrated}"
         )
+    metadata["preset"] = preset
     detector.save(args.out, **metadata)
+    choice = detector.auto_choice
+    if args.format == "json":
+        print(json.dumps(fit_summary(detector, metadata, args.out), indent=2))
+    elif choice is not None:
+        print(choice.summary(), file=sys.stderr)
+        if choice.signed:
+            print(choice.signed_note(), file=sys.stderr)
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
-        f"{model.name} on {common.plural(len(fit_set), 'image')} of {source}{calibrated}; "
+        f"{model.name} on {common.plural(metadata['fit_images'], 'image')} of {source}"
+        f"{calibrated}; "
         f"saved {args.out}",
         file=sys.stderr,
     )
@@ -163,6 +190,24 @@ def calibration_scores(detector: "LINe", split: "Split", images: "Dataset", args
     return torch.cat(scores)
 
 
+def fit_summary(detector: "LINe", metadata: Dict, out: str) -> Dict:
+    """:return: the object of ``--format json`` (see the epilog)"""
+    choice = detector.auto_choice
+    return {
+        "state": str(out),
+        **{k: metadata.get(k) for k in ("backbone", "source", "fit_images", "preset")},
+        "hyperparameters": {
+            "p_a": detector.p_a,
+            "p_w": detector.p_w,
+            "clip": detector.clip,
+            "clip_quantile": detector.clip_quantile,
+        },
+        "auto": None if choice is None else choice.metadata(),
+        **{k: metadata.get(k) for k in ("threshold", "tpr", "calibration_images")},
+        "calibration_source": metadata.get("calibration_source"),
+    }
+
+
 def calibration_sets(
     dataset: "Dataset", fraction: float, seed: int
 ) -> Tuple["Dataset", Optional["Dataset"]]:
@@ -185,20 +230,24 @@ def calibration_sets(
     return Subset(dataset, fit.tolist()), Subset(dataset, held_out.tolist())
 
 
-def make_detector(split: "Split", preset: str, **hyperparameters) -> "LINe":
+def make_detector(split: "Split", preset: Optional[str], **hyperparameters) -> "LINe":
     """
     :param split: the backbone's encoder and head
-    :param preset: a key of :data:`line_plugin.PRESETS`
+    :param preset: ``"auto"``, a key of :data:`line_plugin.PRESETS`, or ``None`` (the
+        constructor's defaults)
     :param hyperparameters: ``p_a``, ``p_w``, ``clip``, ``clip_quantile``, overriding the
-        preset's
+        preset's (not with ``"auto"``)
     :return: the unfitted detector
     :raises ValueError: for an unknown preset or bad values (the library's own checks)
     """
     from .. import LINe
-    from ..plugin.presets import preset_hyperparameters
 
-    settings = {**preset_hyperparameters(preset), **hyperparameters}
-    return LINe(split.encoder, split.weight, split.bias, **settings)
+    encoder, weight, bias = split.encoder, split.weight, split.bias
+    if preset is None:
+        detector = LINe(encoder, weight, bias)
+    else:
+        detector = LINe.from_preset(preset, encoder, weight, bias)
+    return detector.set_hyperparameters(**hyperparameters)
 
 
 def training_set(
@@ -297,8 +346,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--preset",
         choices=list(common.PRESETS),
-        default="cifar10",
-        help="the paper's settings (default: cifar10: p_a 0.9, p_w 0.9, clip 1.0)",
+        default=None,
+        help="auto: chosen from the training data (the default without --p-a, --p-w, --clip, "
+        "--clip-quantile); or the paper's settings (cifar10: p_a 0.9, p_w 0.9, clip 1.0)",
     )
     p.add_argument("--p-a", type=float, metavar="F", help="fraction of neurons pruned per class")
     p.add_argument("--p-w", type=float, metavar="F", help="fraction of weights pruned per class")
@@ -355,4 +405,11 @@ def add_parser(sub) -> None:
     )
     common.device_option(p)
     p.add_argument("--out", required=True, metavar="STATE.pt", help="output state file")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a summary on stderr; json: the fit and the auto choice as one JSON object "
+        "on stdout (default: text)",
+    )
     p.set_defaults(func=run)

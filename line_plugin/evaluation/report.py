@@ -249,6 +249,7 @@ PLOT_DETECTORS = (
     "KNN",
     "LINe (paper)",
     "LINe (tuned)",
+    "LINe (auto)",
 )
 
 
@@ -296,6 +297,8 @@ def write_report(result: ComparisonResult, out_dir: Union[str, Path]) -> List[Pa
         for det, t in meta["tuned"].items():
             text.append(f"- {det}: {t['params']} ({100 * t['val_AUROC']:.1f})")
         text.append("")
+    if meta.get("auto"):
+        text.append(f"LINe (auto): {meta['auto']['summary']}\n")
     if result.ablation:
         text += [
             "\n## LINe ablation (clip 1.0, p_a 0.9, p_w 0.9)\n",

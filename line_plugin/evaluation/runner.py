@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data import OOD_SETS
 from ..zoo import ZooModel, load_model, split_backbone
+from .auto_row import AutoOutliers, fit_auto_on_features
 from .baselines import (
     ablation_detectors,
     check_detector_names,
@@ -45,6 +46,8 @@ class _Features:
     b: Tensor
     counts: Dict[str, int]
     timings: Dict[str, float]
+    # preset="auto"'s inputs: the held-out ID features and their synthetic outliers' features
+    auto: Optional[Tuple[Tensor, Tensor]] = None
 
 
 def compare_detectors(
@@ -94,11 +97,15 @@ def compare_detectors(
     if batch_size is None:
         batch_size = 16 if str(device) == "cpu" else 256
     images = CIFAR10Benchmark(zoo.transform, sizes, ood, data_dir)
-    features = _extract(zoo, images, features_dir, batch_size, num_workers, device, progress)
+    auto = line and (detectors is None or "LINe" in detectors)
+    features = _extract(
+        zoo, images, features_dir, batch_size, num_workers, device, progress, auto, sizes.seed
+    )
     result = ComparisonResult()
     tuned_params, fit_times = _run_detectors(
         result, features, zoo.name, detectors, line, tuned, spaces, progress
     )
+    auto_choice = _run_auto(result, features, zoo.name, sizes.seed, fit_times) if auto else None
     if ablation is None:
         ablation = line and zoo.name.startswith("densenet_bc100")
     if ablation and line:
@@ -111,6 +118,7 @@ def compare_detectors(
     timings["detectors"] = fit_times
     timings["total"] = round(time.perf_counter() - start, 2)
     result.meta = _meta(zoo, sizes, features, tuned_params, timings)
+    result.meta["auto"] = auto_choice
     return result
 
 
@@ -122,8 +130,11 @@ def _extract(
     num_workers: int,
     device: str,
     progress: bool,
+    auto: bool = False,
+    seed: int = 0,
 ) -> _Features:
-    """the features of every split, read from the cache or extracted once, and the head"""
+    """the features of every split, read from the cache or extracted once, and the head;
+    with ``auto``, also of the synthetic outliers of the validation split's ID images"""
     encoder, w, b = split_backbone(zoo)
     zoo.model.to(device)
     key = f"{zoo.name}|{model_fingerprint(zoo.model)}"
@@ -153,11 +164,13 @@ def _extract(
         test_id = features("test ID", images.test_sets(known=True, unknown=False)[0])
         ood_sets = zip(images.ood_names, images.test_sets(known=False))
         ood = {name: features(name, dataset)[0] for name, dataset in ood_sets}
+        z_ao = features("auto outliers", AutoOutliers(val_id, seed=seed))[0] if auto else None
     val = (torch.cat([z_vi, z_vo]), torch.cat([y_vi, torch.full((len(z_vo),), -1)]))
     counts = {"fit": len(fit[0]), "val_id": len(z_vi), "val_ood": len(z_vo)}
     counts["test_id"] = len(test_id[0])
     counts.update({name: len(z) for name, z in ood.items()})
-    return _Features(fit, val, test_id, ood, w, b, counts, timings)
+    auto_inputs = None if z_ao is None else (z_vi, z_ao)
+    return _Features(fit, val, test_id, ood, w, b, counts, timings, auto_inputs)
 
 
 def _run_detectors(
@@ -203,6 +216,29 @@ def _run_detectors(
             result.records += records
             result.scores[label] = scores
     return tuned_params, fit_times
+
+
+def _run_auto(
+    result: ComparisonResult,
+    features: _Features,
+    backbone: str,
+    seed: int,
+    fit_times: Dict[str, float],
+) -> Dict:
+    """
+    The ``LINe (auto)`` row: LINe fitted on the fit features, its hyperparameters chosen by
+    ``preset="auto"``'s rule on the held-out ID features against their synthetic outliers (no
+    test image is seen); adds its records and scores to ``result``.
+
+    :return: the choice's metadata
+    """
+    t0 = time.perf_counter()
+    detector = fit_auto_on_features(features.w, features.b, features.fit, *features.auto, seed)
+    fit_times["LINe (auto)"] = round(time.perf_counter() - t0, 2)
+    records, scores = _evaluate(features, "LINe (auto)", detector, backbone)
+    result.records += records
+    result.scores["LINe (auto)"] = scores
+    return detector.auto_choice.metadata()
 
 
 def _evaluate(

@@ -26,7 +26,8 @@ from ..adapter import split_model
 from ..core import LINe as CoreLINe
 from . import checks, distributed, fused, overflow
 from . import state as state_files
-from .presets import preset_hyperparameters
+from .auto import AUTO, HYPERPARAMETERS, AutoChoice, fit_auto
+from .presets import check_preset, preset_hyperparameters, resolve_preset
 from .sample import ActivationSample
 from .selection import WeightThreshold
 
@@ -118,15 +119,28 @@ class LINe(CoreLINe):
         self._selection: Optional[WeightThreshold] = None
         self._scoring: Optional[Tuple] = None  # the float32 tensors of fused scoring
 
+    #: ``preset="auto"``: :meth:`fit` holds out a share of its data and chooses ``p_a``,
+    #: ``p_w`` and ``clip`` (:mod:`line_plugin.plugin.auto`)
+    auto: bool = False
+    #: seed of ``auto``'s synthetic outliers
+    auto_seed: int = 0
+    #: what ``auto`` chose, after :meth:`fit`
+    auto_choice: Optional[AutoChoice] = None
+
     @classmethod
     def from_preset(
         cls, preset: str, encoder: Optional[Callable[[Tensor], Tensor]], w: Tensor, b: Tensor
     ) -> "LINe":
         """
         :param preset: the paper's settings: ``"cifar10"``, ``"cifar100"`` or ``"imagenet"``
-            (:data:`line_plugin.PRESETS`)
+            (:data:`line_plugin.PRESETS`), or ``"auto"``: chosen by :meth:`fit` from the
+            training data (:mod:`line_plugin.plugin.auto`)
         :raises ValueError: for an unknown preset
         """
+        if check_preset(preset) == AUTO:
+            detector = cls(encoder, w, b)
+            detector.auto = True
+            return detector
         return cls(encoder, w, b, **preset_hyperparameters(preset))
 
     @classmethod
@@ -136,11 +150,22 @@ class LINe(CoreLINe):
         torchvision and plain ``nn.Module`` classifiers).
 
         :param model: classifier; it is put in eval mode
-        :param preset: optional paper preset (``"cifar10"``, ``"cifar100"``, ``"imagenet"``)
-        :param kwargs: hyperparameters, overriding the preset's
-        :raises ValueError: if the model's logits cannot be reproduced from a linear head
+        :param preset: ``"auto"`` (the default when no hyperparameter is given: :meth:`fit`
+            holds out part of its data and chooses ``p_a``, ``p_w`` and ``clip``, see
+            :mod:`line_plugin.plugin.auto`) or a paper preset (``"cifar10"``, ``"cifar100"``,
+            ``"imagenet"``)
+        :param kwargs: hyperparameters, overriding a paper preset's; without a preset, the
+            others are the constructor's (the paper's CIFAR-10 setting)
+        :raises ValueError: for an unknown preset, ``"auto"`` with hyperparameters, or if the
+            model's logits cannot be reproduced from a linear head
         """
-        if preset is not None:  # checked before the model is split
+        # checked before the model is split
+        preset = resolve_preset(preset, set(kwargs) & set(HYPERPARAMETERS))
+        if preset == AUTO:
+            detector = cls(*split_model(model), **kwargs)
+            detector.auto = True
+            return detector
+        if preset is not None:
             kwargs = {**preset_hyperparameters(preset), **kwargs}
         encoder, weight, bias = split_model(model)
         return cls(encoder, weight, bias, **kwargs)
@@ -233,6 +258,13 @@ class LINe(CoreLINe):
         :param progress: show a progress bar where stderr is a terminal
         :return: the fitted detector
         """
+        if self.auto:  # hold out a share, fit on the rest, then choose (plugin.auto)
+            self.auto = False
+            try:
+                fit_auto(self, data_loader, self.auto_seed, lambda s: self.fit(s, progress))
+            finally:
+                self.auto = True
+            return self
         total = len(data_loader) if hasattr(data_loader, "__len__") else None
         batches = tqdm(
             distributed.unpadded(data_loader),
@@ -248,8 +280,15 @@ class LINe(CoreLINe):
         :param y: labels, shape :math:`N` (integers, or floats of integral value); samples with
             ``y < 0`` are ignored
         :return: the fitted detector, the same as :meth:`fit` on the inputs of ``x``
-        :raises ValueError: on bad labels or features, or if a class has no sample
+        :raises ValueError: on bad labels or features, if a class has no sample, or with
+            ``preset="auto"``, which needs images (:func:`line_plugin.plugin.auto.choose`
+            chooses on features)
         """
+        if self.auto:
+            raise ValueError(
+                "preset 'auto' makes its outliers from held-out images: call fit(loader), or "
+                "choose on features with line_plugin.plugin.auto.choose"
+            )
         return self.fit_batches([(x, checks.labels(y, len(x)))])
 
     def fit_batches(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
@@ -381,8 +420,12 @@ class LINe(CoreLINe):
     def save(self, path: Union[str, os.PathLike], **metadata) -> None:
         """
         Save the fitted state and ``metadata`` (plain values) to ``path``, atomically
-        (:func:`line_plugin.plugin.state.save_state`).
+        (:func:`line_plugin.plugin.state.save_state`); after ``preset="auto"``, its choice
+        (:meth:`AutoChoice.metadata <line_plugin.plugin.auto.AutoChoice.metadata>`) under
+        ``"auto"``.
         """
+        if self.auto_choice is not None:
+            metadata = {"auto": self.auto_choice.metadata(), **metadata}
         state_files.save_state(path, self, **metadata)
 
     def load(self, path: Union[str, os.PathLike]) -> Self:

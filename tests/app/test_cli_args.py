@@ -82,12 +82,13 @@ def test_help_version_and_usage_errors_import_nothing_heavy(args):
 
 
 def test_option_names_mirror_the_library():
-    from line_plugin import PRESETS, data, zoo
+    from line_plugin import data, zoo
     from line_plugin.cli import common
+    from line_plugin.plugin.presets import PRESET_NAMES
 
     assert common.BACKBONES == tuple(zoo.MODELS)
     assert common.OOD_SETS == tuple(data.OOD_SETS)
-    assert common.PRESETS == tuple(PRESETS)
+    assert common.PRESETS == tuple(PRESET_NAMES)
 
 
 # -- score: bad output paths fail before anything is loaded --------------------------------------

@@ -51,7 +51,7 @@ def fit(*args: str) -> Tuple[int, str]:
 def fitted(tmp_path_factory) -> Tuple[Path, str]:
     """a state calibrated on held-out training images (the default), and fit's stderr"""
     path = tmp_path_factory.mktemp("state") / "line.pt"
-    code, err = fit("--fit-samples", "200", "--out", str(path))
+    code, err = fit("--fit-samples", "200", "--preset", "cifar10", "--out", str(path))
     assert code == 0, err
     return path, err
 

@@ -13,6 +13,7 @@ from line_plugin.evaluation import (
     summary_table,
     write_report,
 )
+from line_plugin.plugin.auto import CANDIDATES
 
 pytestmark = pytest.mark.slow  # reads the shared models and data
 
@@ -50,14 +51,22 @@ def test_tiny_run_and_report(tmp_path):
         progress=False,
     )
     names = {r["detector"] for r in result.records}
-    assert names == {"Energy", "DICE", "DICE (tuned)", "LINe (paper)", "LINe (tuned)"}
-    assert len(result.records) == 5 * 4
+    assert names == {
+        "Energy",
+        "DICE",
+        "DICE (tuned)",
+        "LINe (paper)",
+        "LINe (tuned)",
+        "LINe (auto)",
+    }
+    assert len(result.records) == 6 * 4
     keys = {"backbone", "detector", "dataset", "AUROC", "AUPR-IN", "AUPR-OUT"}
     for r in result.records + result.ablation:
         assert keys | {"FPR95TPR", "FPR95"} <= set(r)
         assert 0 <= r["FPR95"] <= 1 and 0 <= r["AUROC"] <= 1
     assert len(result.ablation) == 8 * 4
     assert set(result.meta["tuned"]) == {"DICE (tuned)", "LINe (tuned)"}
+    assert result.meta["auto"]["name"] in CANDIDATES
     assert result.meta["n"]["fit"] == 300
     assert result.meta["test_accuracy"] > 0.6
     files = write_report(result, tmp_path / "out")

@@ -1,0 +1,159 @@
+"""
+``line-ood fit`` with the default preset (``auto``) against ``--p-a 0 --p-w 0 --clip none``
+(Energy) and ``--preset cifar10`` (the paper's), each followed by ``line-ood score`` on CIFAR-10
+test images, MNIST and DTD written as PNG files: the AUROC of CIFAR-10 against each OOD set.
+The commands run in-process (:func:`line_plugin.cli.main`), exactly as typed.
+
+    python benchmarks/auto_cli.py                              # vit_tiny and densenet_bc100
+    python benchmarks/auto_cli.py --fit-samples 5000 --images 1000
+
+Writes ``auto_cli.json`` and ``auto_cli.md`` to ``--out``.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from PIL import Image
+
+from line_plugin import data
+from line_plugin.cli import main as line_ood
+from line_plugin.evaluation.metrics import metrics
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: the settings compared: label -> extra arguments of ``line-ood fit``
+SETTINGS = {
+    "auto (default)": [],
+    "Energy": ["--p-a", "0", "--p-w", "0", "--clip", "none"],
+    "paper cifar10": ["--preset", "cifar10"],
+}
+SETS = ("cifar10", "mnist", "dtd")
+
+
+def write_images(folder: Path, n: int, seed: int) -> Dict[str, Path]:
+    """``n`` images of the CIFAR-10 test set, MNIST and DTD (class-balanced subsets), as PNG"""
+    out = {}
+    for name in SETS:
+        if name == "cifar10":
+            dataset = data.subset(data.CIFAR10JPEG(split="test"), n, seed=seed)
+        else:
+            dataset = data.subset(data.ood_set(name), n, seed=seed)
+        sub = folder / name
+        sub.mkdir(parents=True)
+        for i in range(len(dataset)):
+            img = dataset[i][0]
+            img = img if isinstance(img, Image.Image) else Image.fromarray(img)
+            img.save(sub / f"{i:05d}.png")
+        out[name] = sub
+    return out
+
+
+def run(*args: str) -> str:
+    """:return: stdout of ``line-ood ARGS``; exits on an error"""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = line_ood(list(args))
+    if code:
+        sys.exit(f"line-ood {' '.join(args)} failed ({code})")
+    return out.getvalue()
+
+
+def measure(backbone: str, folders: Dict[str, Path], fit_samples: int, work: Path) -> List[Dict]:
+    records = []
+    for label, extra in SETTINGS.items():
+        state = work / f"{backbone}_{label.split()[0]}.pt"
+        t0 = time.perf_counter()
+        fit = run(
+            *("fit", "--backbone", backbone, "--fit-samples", str(fit_samples)),
+            *("--calibration", "0", "--no-progress", "--format", "json", "--out", str(state)),
+            *extra,
+        )
+        fit_s = time.perf_counter() - t0
+        rows = json.loads(
+            run(
+                "score",
+                "--state",
+                str(state),
+                "--format",
+                "json",
+                "--no-progress",
+                *map(str, folders.values()),
+            )
+        )["rows"]
+        scores = {name: [] for name in SETS}
+        for row in rows:
+            scores[Path(row["file"]).parent.name].append(row["score"])
+        record = {"backbone": backbone, "setting": label, "fit_s": round(fit_s, 1)}
+        summary = json.loads(fit)
+        record["hyperparameters"] = summary["hyperparameters"]
+        record["auto"] = summary["auto"]
+        id_scores = torch.tensor(scores["cifar10"])
+        for name in SETS[1:]:
+            ood = torch.tensor(scores[name])
+            labels = torch.cat([torch.zeros(len(id_scores)), -torch.ones(len(ood))])
+            m = metrics(torch.cat([id_scores, ood]), labels)
+            record[f"AUROC {name}"] = round(100 * m["AUROC"], 2)
+            record[f"FPR95 {name}"] = round(100 * m["FPR95"], 2)
+        records.append(record)
+        print(json.dumps({k: v for k, v in record.items() if k != "auto"}), flush=True)
+    return records
+
+
+def table(records: List[Dict]) -> str:
+    lines = [
+        "| backbone | setting | p_a | p_w | clip | AUROC mnist | AUROC dtd | fit s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        hp = r["hyperparameters"]
+        clip = "none" if hp["clip"] is None else f"{hp['clip']:.3g}"
+        lines.append(
+            f"| {r['backbone']} | {r['setting']} | {hp['p_a']:g} | {hp['p_w']:g} | {clip} | "
+            f"{r['AUROC mnist']:.1f} | {r['AUROC dtd']:.1f} | {r['fit_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", nargs="+", default=["vit_tiny", "densenet_bc100"])
+    p.add_argument("--fit-samples", type=int, default=2000, help="line-ood fit --fit-samples")
+    p.add_argument("--images", type=int, default=500, help="images per scored set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = write_images(Path(tmp) / "images", args.images, args.seed)
+        for backbone in args.backbone:
+            records += measure(backbone, folders, args.fit_samples, Path(tmp))
+    command = "python benchmarks/auto_cli.py " + " ".join(argv or sys.argv[1:])
+    payload = {"command": command.strip(), "args": {k: str(v) for k, v in vars(args).items()}}
+    payload["records"] = records
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "auto_cli.json").write_text(json.dumps(payload, indent=1) + "\n")
+    text = (
+        "# line-ood fit (auto, the default) vs Energy vs the paper preset, scored by line-ood "
+        f"score\n\nCommand: `{payload['command']}`. Each setting: `line-ood fit --backbone B "
+        f"--fit-samples {args.fit_samples} --calibration 0 [setting]`, then `line-ood score` "
+        f"on {args.images} CIFAR-10 test images, {args.images} MNIST and {args.images} DTD "
+        "images (PNG files); AUROC (percent) of CIFAR-10 against each.\n\n" + table(records)
+    )
+    for r in records:
+        if r["auto"]:
+            text += f"\n- {r['backbone']}: {r['auto']['summary']}\n"
+    (args.out / "auto_cli.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
