@@ -16,6 +16,7 @@ FLOW = [
     "cifar10",
     "features",
     "baselines",
+    "auto_row",
     "collapses",
     "report",
     "runner",

@@ -22,7 +22,17 @@ BACKBONE = "resnet18"
 def test_fit_then_score_a_folder(capsys, tmp_path):
     state = tmp_path / "line.pt"
     code, _, err = run(
-        capsys, "fit", "--backbone", BACKBONE, "--fit-samples", "60", "--out", str(state), "-q"
+        capsys,
+        "fit",
+        "--backbone",
+        BACKBONE,
+        "--fit-samples",
+        "60",
+        "--preset",
+        "cifar10",
+        "--out",
+        str(state),
+        "-q",
     )
     assert code == 0, err
     saved, metadata = read_state(state)

@@ -180,8 +180,13 @@ def test_benchmark_prints_auroc_and_fpr95_tables(capsys, tmp_path):
     assert "AUROC %" in out and "FPR95 %" in out
     lines = [line.split() for line in out.splitlines()]
     assert ["detector", "mnist", "dtd", "mean"] in lines
+    # Energy, LINe at the paper preset and LINe (auto), in the AUROC and the FPR95 table
     rows = [line for line in lines if line and line[0] in ("Energy", "LINe")]
-    assert len(rows) == 4  # two detectors, two tables
+    assert [r[0] if r[0] == "Energy" else " ".join(r[:2]) for r in rows] == [
+        "Energy",
+        "LINe (paper)",
+        "LINe (auto)",
+    ] * 2
     for row in rows:
         values = [float(v.rstrip("*")) for v in row[-3:]]
         assert all(0 <= v <= 100 for v in values)
@@ -421,6 +426,8 @@ def unseen_state(tmp_path_factory) -> Tuple[Path, str, Path]:
     code, err = fit(
         "--fit-samples",
         "200",
+        "--preset",  # the paper's: auto would hold out a tenth of the fit images
+        "cifar10",
         "--calibration-folder",
         str(root / "calibration"),
         "--out",

@@ -64,6 +64,7 @@ def fitted(tmp_path_factory) -> Tuple[Path, str]:
     with redirect_stderr(capture):  # not a terminal: no progress bars
         code = main(
             ["fit", "--backbone", BACKBONE, "--fit-samples", "600", "--calibration", "0.6667"]
+            + ["--preset", "cifar10"]  # auto would hold a tenth of the fit images out
             + ["--tpr", "0.95", "--seed", "1", "--out", str(path)]
         )
     assert code == 0, capture.getvalue()
@@ -171,6 +172,7 @@ def test_progress_bars_only_on_a_terminal_unless_quiet(monkeypatch, fitted, fold
 def test_state_without_threshold(capsys, tmp_path, folders):
     bare = tmp_path / "bare.pt"
     args = ["fit", "--backbone", BACKBONE, "--fit-samples", "50", "--calibration", "0"]
+    args += ["--preset", "cifar10"]  # auto would hold a tenth of the fit images out
     code, _, err = run(capsys, *args, "--out", str(bare))
     assert code == 0, err
     meta = read_state(bare)[1]
