@@ -132,8 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
         f"{model.name} on {common.plural(metadata['fit_images'], 'image')} of {source}"
-        f"{calibrated}; "
-        f"saved {args.out}",
+        f"{calibrated}; saved {args.out}",
         file=sys.stderr,
     )
     if metadata.get("calibration_source") == "training":
