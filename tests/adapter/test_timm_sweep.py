@@ -10,8 +10,9 @@ from typing import Dict, List
 
 import pytest
 import timm
-import torch
 from timm_zoo import FAMILIES, HEAD_VARIANTS, Result, sweep
+
+pytestmark = pytest.mark.slow  # about 30 s on an idle core: the quick tier has test_timm_head.py
 
 # Models with no exact linear head, and the words their refusal must give.
 EXPECTED_REFUSALS = {"volo_d1_224": ["VOLO", "aux_head"]}
@@ -40,12 +41,8 @@ EXPECTED_ROUTES = {
 
 @pytest.fixture(scope="module")
 def results() -> Dict[str, Result]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small inputs: one thread is fastest, and immune to busy machines
-    try:
-        return {r.case.model: r for r in sweep(FAMILIES + HEAD_VARIANTS)}
-    finally:
-        torch.set_num_threads(threads)
+    # one thread, pinned by conftest.py's autouse fixture
+    return {r.case.model: r for r in sweep(FAMILIES + HEAD_VARIANTS)}
 
 
 def family_results(results: Dict[str, Result]) -> List[Result]:
