@@ -84,12 +84,13 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
     """
     Split a classifier into an encoder of penultimate features and one exact linear head.
 
-    The features are the input(s) of the final linear layer(s), captured by hooks while the model
-    runs; where several layers make the logits (distilled or multi-branch models), their inputs
-    are concatenated and their weights combined. A final linear layer applied to every token, of
-    which one token's output is the logits (CLIP attention pooling), gives that token's input (and
-    one whose mean over tokens is the logits, the mean of its inputs). The split is checked on a
-    probe batch.
+    The features are the input(s) of the final linear layer(s): for timm models whose logits are
+    exactly ``get_classifier()``'s output, timm's own pre-logits (:class:`PreLogits`); else
+    captured by hooks while the model runs (:class:`ClassifierInputs`). Where several layers make
+    the logits (distilled or multi-branch models), their inputs are concatenated and their
+    weights combined. A final linear layer applied to every token, of which one token's output is
+    the logits (CLIP attention pooling), gives that token's input (and one whose mean over tokens
+    is the logits, the mean of its inputs). The split is checked on a probe batch.
 
     A classifier whose weights are all zero (timm zero-initialises some heads) gives the same
     logits for any features: its split is found and checked with random weights in its place,
@@ -115,17 +116,17 @@ def split_model(model: nn.Module, probe: Optional[Tensor] = None) -> Split:
     model.eval()
     _check_has_classifier(model)
     own = find_probe(model, probe)
-    found = own.with_zero_heads(model)
-    if not found.params and not own.logits.abs().max() > 0:
+    trial = own.with_zero_heads(model)
+    if not trial.params and not own.logits.abs().max() > 0:
         raise ValueError(
             f"{name} gave all-zero logits on the probe batch, and none of its layers with "
             f"{own.classes} outputs is zero: the split cannot be checked"
         )
     try:
-        encoder, weight, bias = timm_head(model, found)
+        encoder, weight, bias = timm_head(model, trial)
     except NoExactHead:
-        return _layer_split(model, found, own)
-    if found.params:
+        return _layer_split(model, trial, own)
+    if trial.params:
         weight, bias = module_affine(encoder.layers[0], model.get_classifier())
         encoder.route += ZERO_NOTE
         check(encoder, weight, bias, own, encoder.route)
