@@ -233,6 +233,16 @@ def reason(result: Dict[str, Any]) -> str:
     return detail[:200]
 
 
+def short_route(route: str) -> str:
+    """The route with its kind abbreviated, for the table."""
+    for long, short in (
+        ("timm forward_head(pre_logits=True): ", "timm head API: "),
+        ("pretrained_cfg['classifier']: ", "cfg: "),
+    ):
+        route = route.replace(long, short)
+    return route
+
+
 def report(picked, results: Dict[str, Dict[str, Any]], records, seconds: float) -> str:
     """The Markdown page."""
     named = [results[name] for name in NAMED if name in results]
@@ -243,6 +253,7 @@ def report(picked, results: Dict[str, Dict[str, Any]], records, seconds: float) 
         covered[result["outcome"]] += len(members)
     refusals = Counter(reason(r) for _, _, r in rows if r["outcome"] == "refused")
     zero = [r["name"] for _, _, r in rows if r.get("zero_head")]
+    routes = Counter(short_route(r["route"]).split(":")[0] for _, _, r in rows if "route" in r)
     lines = [
         "# timm coverage of `split_model`",
         "",
@@ -271,6 +282,14 @@ def report(picked, results: Dict[str, Dict[str, Any]], records, seconds: float) 
         f"{covered['refused']} refused, {covered['wrong']} wrong, {covered['failed']} failed, "
         f"of {sum(covered.values())}).",
         "",
+        "Routes of the exact splits (configurations): "
+        + ", ".join(f"{count} x {kind}" for kind, count in routes.most_common())
+        + ". *timm head API*: `model.forward_head(model.forward_features(x), pre_logits=True)` "
+        "as the features and `model.get_classifier()` as the head, tried first and taken where "
+        "the logits are exactly that classifier's output on its input; *cfg*: the layers named "
+        "by `pretrained_cfg['classifier']`, mixed into one head; *linear layers*: any linear "
+        "layers of the model.",
+        "",
         "Refusals, by reason (configurations):",
         "",
         *([f"- {count} x {text}" for text, count in refusals.most_common()] or ["- none"]),
@@ -293,7 +312,7 @@ def report(picked, results: Dict[str, Dict[str, Any]], records, seconds: float) 
         kwargs = ", ".join(f"{k}={v}" for k, v in result.get("kwargs", {}).items())
         model = f"`{rep['name']}`" + (f" ({kwargs})" if kwargs else "")
         shape = result.get("input")
-        route = result.get("route", "").replace("pretrained_cfg['classifier']: ", "cfg: ")
+        route = short_route(result.get("route", ""))
         row = [
             rep["module"],
             model,

@@ -121,6 +121,48 @@ class Squeeze(nn.Module):
         return self.classifier(x).flatten(1)
 
 
+class TimmStyle(nn.Module):
+    """
+    timm's head API: ``forward_features``, ``forward_head(x, pre_logits)``, ``get_classifier``.
+
+    ``head="plain"``: one ``nn.Linear`` on the pre-logits (ResNet, ViT). ``head="norm"``: the
+    pre-logits are taken before a BatchNorm that precedes the classifier, and
+    ``get_classifier()`` gives the inner Linear only (EfficientViT-MSRA, SHViT): timm's API does
+    not split it; ``head="norm_init"``: the same with the BatchNorm as initialised, within
+    float32 rounding of the identity. ``head="copy"``: the classifier runs, but the logits come
+    from a copy of it (equal on any input): they are not the classifier's output.
+    ``head="logits"``: ``forward_head`` ignores ``pre_logits`` and gives the logits.
+    """
+
+    def __init__(self, head: str = "plain"):
+        super().__init__()
+        self.kind = head
+        self.body = nn.Sequential(nn.Linear(12, 8), nn.ReLU())
+        self.norm = nn.BatchNorm1d(8) if head.startswith("norm") else nn.Identity()
+        self.fc = nn.Linear(8, K)
+        self.fc_copy = nn.Linear(8, K)
+        with torch.no_grad():
+            self.fc_copy.load_state_dict(self.fc.state_dict())
+            if head == "norm":
+                self.norm.running_mean.copy_(torch.linspace(-0.5, 0.5, 8))
+                self.norm.running_var.copy_(torch.linspace(0.5, 2.0, 8))
+
+    def forward_features(self, x):
+        return self.body(x)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        if pre_logits and self.kind != "logits":
+            return x
+        logits = self.fc(self.norm(x))
+        return self.fc_copy(x) if self.kind == "copy" else logits
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
 class LogSoftmax(MLP):
     def forward(self, x):
         return super().forward(x).log_softmax(1)

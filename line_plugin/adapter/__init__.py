@@ -7,13 +7,14 @@ batch.
 :func:`data_config` and :func:`default_transform` give the matching input pipeline.
 """
 
-from .encoder import ClassifierInputs
+from .encoder import ClassifierInputs, PreLogits
 from .split import NoLinearHeadError, Split, split_model
 from .transforms import data_config, default_transform
 
 __all__ = [
     "ClassifierInputs",
     "NoLinearHeadError",
+    "PreLogits",
     "Split",
     "data_config",
     "default_transform",

@@ -1,12 +1,18 @@
 """
-The encoder of a split model: the input(s) of its final linear layer(s), captured by hooks.
+The encoder of a split model: the input(s) of its final linear layer(s).
+
+:class:`ClassifierInputs` captures them by hooks while the whole model runs;
+:class:`PreLogits` asks a timm model for them through its own head API.
 
 .. autoclass:: line_plugin.adapter.ClassifierInputs
+    :members:
+
+.. autoclass:: line_plugin.adapter.PreLogits
     :members:
 """
 
 from functools import partial
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -91,3 +97,41 @@ class ClassifierInputs(nn.Module):
 
 def _capture(store: List[Tensor], module: nn.Module, args: tuple) -> None:
     store.append(args[0])
+
+
+class PreLogits(nn.Module):
+    """
+    Penultimate features by timm's own head API: ``model.forward_head(model.forward_features(x),
+    pre_logits=True)``, flattened per sample: the input of ``model.get_classifier()``.
+
+    The model must stay in evaluation mode: the split that made this encoder was checked in that
+    mode only.
+
+    :param model: the timm classifier, registered as a submodule (``to(device)`` moves it)
+    :param classifier: the name of ``model.get_classifier()`` in ``model.named_modules()``
+    :param route: how the head was found, for messages and reports
+    """
+
+    def __init__(self, model: nn.Module, classifier: str, route: str = "") -> None:
+        super().__init__()
+        self.model = model
+        self.layers = (classifier,)
+        self.tokens: Tuple[Optional[Token], ...] = (None,)
+        self.route = route
+
+    def forward(self, x: Tensor) -> Tensor:
+        """
+        :param x: a batch the model accepts, e.g. images :math:`B \\times C \\times H \\times W`
+        :return: features :math:`B \\times D`
+        :raises RuntimeError: if the model is in training mode
+        """
+        if self.model.training:
+            raise RuntimeError(
+                f"{type(self.model).__name__} is in training mode: its split is exact only in "
+                "evaluation mode; call model.eval()"
+            )
+        features = self.model.forward_features(x)
+        return self.model.forward_head(features, pre_logits=True).flatten(1)
+
+    def extra_repr(self) -> str:
+        return f"classifier={self.layers[0]!r}, route={self.route!r}"

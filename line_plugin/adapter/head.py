@@ -22,16 +22,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from .probes import Probe
 from .tokens import MEAN, Token, is_token_classifier, logit_tokens, select
 from .trace import LayerCall
+from .verify import NoExactHead, relative_error
 
 SNAP_DENOMINATORS = (1, 2, 3, 4)
 SNAP_TOLERANCE = 1e-6
 DROP_TOLERANCE = 1e-6
-
-
-class NoExactHead(Exception):
-    """The logits are not an affine function of the candidate layers' inputs."""
 
 
 @dataclass
@@ -73,31 +71,20 @@ class LinearHead:
     tokens: Tuple[Optional[Token], ...] = ()
 
 
-def candidates(
-    calls: Sequence[LayerCall],
-    num_classes: int,
-    rtol: float,
-    params: Optional[Dict[str, Tensor]] = None,
-    logits: Optional[Tensor] = None,
-    noisy: Optional[Tuple[Tensor, Dict[str, Tensor]]] = None,
-) -> Candidates:
+def candidates(calls: Sequence[LayerCall], probe: Probe) -> Candidates:
     """
-    The traced layers that give ``num_classes`` values per sample as an affine map of their input.
+    The traced layers that give :math:`K` values per sample as an affine map of their input.
 
     A linear layer applied to every token (output :math:`B \\times T \\times K`) is a candidate
-    only at the first token whose output, times one fixed factor, is the logits on the traced pass
-    and on the pass with noise, if given (or at the mean over tokens, if no token is); this needs
-    ``logits``.
+    only at the first token whose output, times one fixed factor, is the logits on the probe, and
+    on the noisy pass if it ran (or at the mean over tokens, if no token is).
 
-    :param calls: traced layers
-    :param num_classes: :math:`K`, the number of logits
-    :param rtol: the largest error allowed when a layer's map is checked on its traced input
-    :param params: parameters that replaced the model's own in the traced pass, by name
-    :param logits: the logits of the traced pass, :math:`B \\times K`, to find per-token heads
-    :param noisy: the logits and candidates' outputs of the pass with noise, as :func:`fit_mix`
-        takes them, to pick the token among those that match on the traced pass
+    :param calls: layers traced on the probe
+    :param probe: the probe: its logits, tolerance, replacement parameters, and the noisy pass's
+        logits and outputs once measured
     :return: the candidates, and the reasons for leaving out near misses
     """
+    num_classes = probe.classes
     found = Candidates([], {}, [])
     for call in calls:
         per_token = call.output is not None and is_token_classifier(
@@ -114,14 +101,15 @@ def candidates(
             found.reasons.append(f"{call.name} runs {call.calls} times per forward pass")
             continue
         try:
-            affine = layer_affine(call, rtol, params, per_token)
+            affine = layer_affine(call, probe, per_token)
         except NoExactHead as err:
             found.reasons.append(str(err))
             continue
         if per_token:
-            tokens = [] if logits is None else logit_tokens(call.output, logits, rtol)
-            if noisy is not None and call.name in noisy[1]:
-                again = logit_tokens(noisy[1][call.name], noisy[0], rtol)
+            tokens = logit_tokens(call.output, probe.logits, probe.rtol)
+            if call.name in probe.noisy_outputs:
+                noisy = probe.noisy_outputs[call.name]
+                again = logit_tokens(noisy, probe.noisy_logits, probe.rtol)
                 tokens = [token for token in tokens if token in again]
             if not tokens:
                 found.reasons.append(
@@ -135,20 +123,15 @@ def candidates(
     return found
 
 
-def layer_affine(
-    call: LayerCall,
-    rtol: float,
-    params: Optional[Dict[str, Tensor]] = None,
-    per_token: bool = False,
-) -> Tuple[Tensor, Tensor]:
+def layer_affine(call: LayerCall, probe: Probe, per_token: bool = False) -> Tuple[Tensor, Tensor]:
     """
     The weight and bias, float64, of a layer as a map of its flattened input, checked.
 
     :param call: the traced layer: an ``nn.Linear`` (on one vector per sample, or on every token),
         or an ``nn.Conv2d`` whose kernel covers its whole input (a 1x1 convolution on pooled
         features)
-    :param rtol: the largest error allowed when the map is checked on the traced input
-    :param params: parameters that replaced the model's own in the traced pass, by name
+    :param probe: the probe it was traced on: the tolerance of the check on the traced input, and
+        the parameters that replaced the model's own
     :param per_token: whether the layer is an ``nn.Linear`` applied to every token, its map
         checked on each token (:math:`D` inputs per token) rather than on the flattened sample
     :return: weight :math:`K \\times D` and bias :math:`K`
@@ -160,12 +143,12 @@ def layer_affine(
         or (isinstance(module, nn.Conv2d) and _conv_covers_input(module, inp))
     ):
         raise NoExactHead(f"{call.name} ({type(module).__name__}) is not a linear layer")
-    weight, bias = module_affine(call.name, module, params)
+    weight, bias = module_affine(call.name, module, probe.params)
     x = _rows(inp, per_token).double()
     if x.shape[1] != weight.shape[1]:
         raise NoExactHead(f"{call.name} has {x.shape[1]} inputs per sample, not {weight.shape[1]}")
     error = relative_error(x @ weight.T + bias, _rows(call.output, per_token).double())
-    if error > rtol:
+    if error > probe.rtol:
         raise NoExactHead(
             f"{call.name} ({type(module).__name__}) does not compute input @ weight.T + bias "
             f"(relative error {error:.2g})"
@@ -191,26 +174,24 @@ def module_affine(
     return weight, bias
 
 
-def fit_mix(
-    found: Candidates, logits: Tensor, outputs: Dict[str, Tensor], rtol: float
-) -> List[float]:
+def fit_mix(found: Candidates, probe: Probe) -> List[float]:
     """
-    Fit the logits as a fixed mix of the candidates' outputs.
+    Fit the logits of the noisy pass as a fixed mix of the candidates' outputs in that pass.
 
     :param found: the candidates
-    :param logits: the model's output, :math:`B \\times K`, with noise added to the candidates
-    :param outputs: the candidates' outputs (noise included) in the same pass, by name (of
-        per-token layers, all tokens: the token in ``found.tokens`` is taken here)
-    :param rtol: the largest error allowed, relative to the largest logit
+    :param probe: the probe, after its noisy pass: its logits :math:`B \\times K`, with noise
+        added to the candidates, and the candidates' outputs (noise included) by name (of
+        per-token layers, all tokens: the token in ``found.tokens`` is taken here); and the
+        largest error allowed, relative to the largest logit
     :return: one weight per candidate, in the order of ``found.calls`` (0 for those left out)
     :raises NoExactHead: if no fixed mix of the candidates reproduces the logits
     """
     if not found.calls:
         near = f" ({'; '.join(found.reasons)})" if found.reasons else ""
-        raise NoExactHead(f"no linear layer gives {logits.shape[1]} values per sample{near}")
-    columns = [_column(found, call.name, outputs[call.name]) for call in found.calls]
+        raise NoExactHead(f"no linear layer gives {probe.classes} values per sample{near}")
+    columns = [_column(found, call.name, probe.noisy_outputs[call.name]) for call in found.calls]
     try:
-        coefs = _fit_mix(logits, columns, rtol)
+        coefs = _fit_mix(probe.noisy_logits, columns, probe.rtol)
     except NoExactHead as err:
         names = ", ".join(call.name for call in found.calls)
         near = f"; {'; '.join(found.reasons)}" if found.reasons else ""
@@ -306,15 +287,3 @@ def _term(coef: float, name: str) -> str:
 
 def _shape(shape: Tuple[int, ...]) -> str:
     return " x ".join(str(s) for s in shape[1:])
-
-
-def relative_error(estimate: Tensor, target: Tensor) -> float:
-    """
-    The largest absolute error, relative to the largest absolute target value.
-
-    :param estimate: any shape
-    :param target: the same shape
-    :return: :math:`\\max |e - t| / \\max |t|`
-    """
-    scale = target.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
-    return float((estimate - target).abs().max() / scale)

@@ -1,17 +1,18 @@
 """
-One traced forward pass: the logits, and the inputs and outputs of chosen layers.
+One traced forward pass over the probe: the logits, and the inputs and outputs of chosen layers.
 
-A pass may run with some parameters replaced (``params``, as :func:`torch.func.functional_call`
-takes them): the model's own tensors are swapped back afterwards, even on error.
+A pass runs with the probe's replacement parameters in place (:attr:`.Probe.params`, as
+:func:`torch.func.functional_call` takes them): the model's own tensors are swapped back
+afterwards, even on error.
 """
 
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
+from .probes import Probe
 from .tokens import is_token_classifier
 
 
@@ -43,44 +44,35 @@ class LayerCall:
 
 def trace(
     model: nn.Module,
-    probe: Tensor,
+    probe: Probe,
     names: Sequence[str],
     noise: Optional[Dict[str, Tensor]] = None,
-    params: Optional[Dict[str, Tensor]] = None,
-    per_token: Optional[int] = None,
 ) -> Tuple[Tensor, List[LayerCall]]:
     """
-    Run ``model(probe)`` without gradients, recording the layers named.
+    Run the model on the probe without gradients, recording the layers named.
 
     Layers whose output is one vector per sample keep copies of their input and output, and so do
     ``nn.Linear`` layers applied to every token whose output is :math:`B \\times \\dots \\times K`
-    with :math:`K` = ``per_token`` (the logits may be one token's output); the others cannot give
-    logits and keep their output shape only.
+    (the logits may be one token's output); the others cannot give logits and keep their output
+    shape only.
 
     :param model: the classifier, in evaluation mode
-    :param probe: a batch the model accepts
+    :param probe: the batch, the number of logits :math:`K` and the replacement parameters
     :param names: names of the layers to record
     :param noise: tensors to add to the outputs of some of those layers (by name); the records
         hold the perturbed outputs
-    :param params: tensors that replace some of the model's parameters for this pass only (by
-        name in ``model.named_parameters()``), as :func:`torch.func.functional_call` takes them
-    :param per_token: :math:`K`, the number of logits, to keep copies of per-token linear layers
-        with :math:`K` outputs; ``None`` keeps none
     :return: the model's output and the records, in the order the layers first ran
     """
     records: Dict[str, LayerCall] = {}
     counts: Dict[str, int] = dict.fromkeys(names, 0)
     handles = [
         model.get_submodule(name).register_forward_hook(
-            partial(_record, records, counts, noise or {}, per_token, name)
+            partial(_record, records, counts, noise or {}, probe.classes, name)
         )
         for name in names
     ]
     try:
-        with torch.no_grad():
-            output = (
-                torch.func.functional_call(model, params, (probe,)) if params else model(probe)
-            )
+        output = probe.run(model)
     finally:
         for handle in handles:
             handle.remove()
@@ -94,7 +86,7 @@ def _record(
     records: Dict[str, LayerCall],
     counts: Dict[str, int],
     noise: Dict[str, Tensor],
-    per_token: Optional[int],
+    classes: int,
     name: str,
     module: nn.Module,
     args: tuple,
@@ -108,7 +100,7 @@ def _record(
     call = LayerCall(name, module, tuple(output.shape))
     inp = args[0] if args else None
     vector = output.dim() >= 2 and output[0].numel() == max(output.shape[1:])
-    tokens = is_token_classifier(module, output.shape, per_token)
+    tokens = is_token_classifier(module, output.shape, classes)
     if (vector or tokens) and isinstance(inp, Tensor):
         storage = inp.untyped_storage().data_ptr()
         call.input_key = (storage, inp.storage_offset(), tuple(inp.shape), inp.stride())

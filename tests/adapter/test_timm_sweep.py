@@ -10,42 +10,48 @@ from typing import Dict, List
 
 import pytest
 import timm
-import torch
 from timm_zoo import FAMILIES, HEAD_VARIANTS, Result, sweep
+
+pytestmark = pytest.mark.slow  # about 30 s on an idle core: the quick tier has test_timm_head.py
 
 # Models with no exact linear head, and the words their refusal must give.
 EXPECTED_REFUSALS = {"volo_d1_224": ["VOLO", "aux_head"]}
 
-# Heads that are not one nn.Linear on the pre-logits: (route, number of features).
+CFG = "pretrained_cfg['classifier']: "
+PUBLIC = "timm forward_head(pre_logits=True): "
+
+# Heads that are not one nn.Linear on the pre-logits, and one that is: (route, features).
+# timm's own head API splits the convolution heads and those with a hidden layer; the others
+# fall back to the layers pretrained_cfg names.
 EXPECTED_ROUTES = {
-    "deit_tiny_distilled_patch16_224": ("0.5 head + 0.5 head_dist, inputs concatenated", 384),
-    "pit_ti_distilled_224": ("0.5 head + 0.5 head_dist, inputs concatenated", 512),
-    "efficientformer_l1": ("(0.5 head + 0.5 head_dist) on one shared input", 448),
-    "swiftformer_xs": ("(0.5 head + 0.5 head_dist) on one shared input", 220),
-    "crossvit_tiny_240": ("0.5 head.0 + 0.5 head.1, inputs concatenated", 96 + 192),
-    "levit_128s": ("0.5 head.linear + 0.5 head_dist.linear, inputs concatenated", 768),
-    "repvit_m1": ("0.5 head.head.l + 0.5 head.head_dist.l, inputs concatenated", 768),
-    "efficientvit_m0": ("head.linear", 192),
-    "shvit_s1": ("head.l", 320),
-    "caformer_s18": ("head.fc.fc2", 2048),
-    "convformer_s18": ("head.fc.fc2", 2048),
-    "sequencer2d_s": ("head.fc", 384),
-    "dla46x_c": ("fc", 256),
-    "dpn48b": ("classifier", 832),
-    "resnetv2_18": ("head.fc", 512),
-    "vgg11": ("head.fc", 4096),
-    "mobilenetv3_small_050": ("classifier", 1024),
+    "deit_tiny_distilled_patch16_224": (
+        CFG + "0.5 head + 0.5 head_dist, inputs concatenated",
+        384,
+    ),
+    "pit_ti_distilled_224": (CFG + "0.5 head + 0.5 head_dist, inputs concatenated", 512),
+    "efficientformer_l1": (CFG + "(0.5 head + 0.5 head_dist) on one shared input", 448),
+    "swiftformer_xs": (CFG + "(0.5 head + 0.5 head_dist) on one shared input", 220),
+    "crossvit_tiny_240": (CFG + "0.5 head.0 + 0.5 head.1, inputs concatenated", 96 + 192),
+    "levit_128s": (CFG + "0.5 head.linear + 0.5 head_dist.linear, inputs concatenated", 768),
+    "repvit_m1": (CFG + "0.5 head.head.l + 0.5 head.head_dist.l, inputs concatenated", 768),
+    "efficientvit_m0": (CFG + "head.linear", 192),  # timm's pre-logits precede a BatchNorm
+    "shvit_s1": (CFG + "head.l", 320),  # likewise
+    "caformer_s18": (CFG + "head.fc.fc2", 2048),  # get_classifier() is the whole MLP head
+    "convformer_s18": (CFG + "head.fc.fc2", 2048),
+    "sequencer2d_s": (CFG + "head.fc", 384),  # get_classifier() is the whole head
+    "dla46x_c": (PUBLIC + "fc", 256),  # a 1x1 convolution on pooled features
+    "dpn48b": (PUBLIC + "classifier", 832),
+    "resnetv2_18": (PUBLIC + "head.fc", 512),
+    "vgg11": (PUBLIC + "head.fc", 4096),  # a hidden layer before the classifier
+    "mobilenetv3_small_050": (PUBLIC + "classifier", 1024),
+    "test_resnet": (PUBLIC + "fc", 96),  # one nn.Linear on the pre-logits
 }
 
 
 @pytest.fixture(scope="module")
 def results() -> Dict[str, Result]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small inputs: one thread is fastest, and immune to busy machines
-    try:
-        return {r.case.model: r for r in sweep(FAMILIES + HEAD_VARIANTS)}
-    finally:
-        torch.set_num_threads(threads)
+    # one thread, pinned by conftest.py's autouse fixture
+    return {r.case.model: r for r in sweep(FAMILIES + HEAD_VARIANTS)}
 
 
 def family_results(results: Dict[str, Result]) -> List[Result]:
@@ -96,5 +102,5 @@ def test_head_routes(results, model):
     if result.outcome == "skipped":
         pytest.skip(result.detail)
     assert result.outcome == "exact", result
-    assert result.route == f"pretrained_cfg['classifier']: {route}"
+    assert result.route == route
     assert result.features == features

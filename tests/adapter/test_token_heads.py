@@ -139,6 +139,7 @@ def clip():
     return timm.create_model("resnet50_clip", num_classes=10).eval()
 
 
+@pytest.mark.slow
 def test_resnet50_clip_is_split_at_the_pooled_token(clip):
     model = copy.deepcopy(clip)
     split = split_model(model, images(2, 64))  # 2 x 2 feature map: 5 tokens
@@ -149,6 +150,7 @@ def test_resnet50_clip_is_split_at_the_pooled_token(clip):
     assert reproduces(split, model, images(3, 96, seed=2), rtol=1e-4)  # 10 tokens
 
 
+@pytest.mark.slow
 def test_resnet50_clip_reset_classifier(clip):
     model = copy.deepcopy(clip)
     model.reset_classifier(7)
@@ -160,6 +162,7 @@ def test_resnet50_clip_reset_classifier(clip):
         split_model(model, images(2, 64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLIP)
 def test_clip_family(name):
     with torch.device("meta"):  # no weights: configuration only

@@ -109,12 +109,17 @@ def test_zero_aux_max_head_stays_refused():
 
 # timm's zero-initialised heads, as created: a small input where the model takes one
 TIMM_ZERO_HEADS = [
-    ("mixer_s32_224", {"img_size": 32}, None),
-    ("resmlp_12_224", {"img_size": 32}, None),
-    ("gmixer_12_224", {"img_size": 32}, None),
     ("gmlp_ti16_224", {"img_size": 32}, None),
-    ("sequencer2d_s", {}, 32),
-    ("hiera_tiny_224", {"img_size": 32}, 32),
+    *[
+        pytest.param(*case, marks=pytest.mark.slow)
+        for case in [
+            ("mixer_s32_224", {"img_size": 32}, None),
+            ("resmlp_12_224", {"img_size": 32}, None),
+            ("gmixer_12_224", {"img_size": 32}, None),
+            ("sequencer2d_s", {}, 32),
+            ("hiera_tiny_224", {"img_size": 32}, 32),
+        ]
+    ],
 ]
 
 
