@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .plugin import PRESETS, LINe
 
 __all__ = ["LINe", "PRESETS", "Split", "default_transform", "split_model"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: exported name -> the sub-package it comes from; imported on first use, so that the command
 #: line answers ``--help`` without loading torch
