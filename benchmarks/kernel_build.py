@@ -37,8 +37,8 @@ NAMES = {80: "A100", 90: "H100, H200", 100: "B200"}
 
 
 #: the kernel as fused.py defines it (a plain function, which fused.py jits per mode; ``None``
-#: without Triton). fused.py keeps it private today; a public name there is taken first.
-KERNEL = getattr(fused, "masked_logits_kernel", getattr(fused, "_masked_logits_kernel", None))
+#: without Triton)
+KERNEL = getattr(fused, "masked_logits_kernel", None)
 #: the dtype of each pointer argument, by the tensor it points to (``masked_logits``'s contract:
 #: ``pred`` holds int64 classes, everything else is ``fused.SUPPORTED_DTYPE``)
 POINTER_DTYPES = {"pred": torch.int64}

@@ -56,7 +56,8 @@ if triton is not None:
     # tl.sum, which are @triton.jit functions of its standard library): Triton's interpreter then
     # runs it even where triton was imported before TRITON_INTERPRET=1 was set, as in the tests.
 
-    def _masked_logits_kernel(
+    # public: benchmarks/kernel_build.py compiles it for CUDA architectures without a GPU
+    def masked_logits_kernel(
         h_ptr,
         pred_ptr,
         w_ptr,
@@ -139,7 +140,7 @@ def _compiled(interpret: bool) -> Tuple[object, Optional[object]]:
     current mode: Triton decides when a kernel is defined whether it is compiled or interpreted
     (the interpreter runs one tile; Triton 3.2's autotuner needs a GPU driver to be built)"""
     if interpret not in _kernels:
-        plain = triton.jit(_masked_logits_kernel)
+        plain = triton.jit(masked_logits_kernel)
         tuned = None
         if not interpret:
             configs = [
@@ -147,7 +148,7 @@ def _compiled(interpret: bool) -> Tuple[object, Optional[object]]:
                 for bb, bk, bd, warps in CONFIGS
             ]
             tuned = triton.autotune(configs, key=["K", "D", "batch_bucket"])(
-                triton.jit(_masked_logits_kernel)
+                triton.jit(masked_logits_kernel)
             )
         _kernels[interpret] = plain, tuned
     return _kernels[interpret]
