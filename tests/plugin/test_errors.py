@@ -3,8 +3,8 @@ Every bad input gets a clear error naming the problem (section 3 of the core iss
 """
 
 import math
-import unittest
 
+import pytest
 import torch
 from pytorch_ood.api import ModelNotSetException, RequiresFittingException
 from torch.utils.data import DataLoader, TensorDataset
@@ -24,121 +24,151 @@ def data(n=40, num_classes=4, num_features=6):
     return x, torch.arange(n) % num_classes
 
 
-class TestErrors(unittest.TestCase):
-    def setUp(self):
-        self.w, self.b = head()
-        self.x, self.y = data()
+@pytest.fixture
+def w():
+    return head()[0]
 
-    def fitted(self):
-        return LINe(None, self.w, self.b).fit_features(self.x, self.y)
 
-    def test_predict_before_fit(self):
-        with self.assertRaises(RequiresFittingException):
-            LINe(None, self.w, self.b).predict_features(self.x)
-        with self.assertRaises(RequiresFittingException):
-            LINe(torch.nn.Identity(), self.w, self.b).predict(self.x)
+@pytest.fixture
+def b():
+    return head()[1]
 
-    def test_predict_without_encoder(self):
-        with self.assertRaises(ModelNotSetException):
-            self.fitted().predict(self.x)
 
-    def test_fit_without_encoder(self):
-        loader = DataLoader(TensorDataset(self.x, self.y), batch_size=8)
-        with self.assertRaises(ModelNotSetException):
-            LINe(None, self.w, self.b).fit(loader)
+@pytest.fixture
+def x():
+    return data()[0]
 
-    def test_fractions_outside_unit_interval(self):
-        for name in ("p_a", "p_w", "clip_quantile"):
-            for value in (-0.1, 1.5, 90, math.nan, "0.5"):
-                with self.subTest(name=name, value=value):
-                    with self.assertRaisesRegex(ValueError, name):
-                        LINe(None, self.w, self.b, **{name: value})
-        with self.assertRaisesRegex(ValueError, "use 0.9 instead of 90"):
-            LINe(None, self.w, self.b, p_w=90)
-        det = self.fitted()
-        with self.assertRaisesRegex(ValueError, "p_a"):
-            det.set_hyperparameters(p_a=2.0)
-        with self.assertRaisesRegex(ValueError, "p_w"):
-            det.p_w = -1
 
-    def test_bad_clip(self):
-        for value in (0, -1.0, math.inf, math.nan, "1"):
-            with self.subTest(value=value):
-                with self.assertRaisesRegex(ValueError, "clip"):
-                    LINe(None, self.w, self.b, clip=value)
+@pytest.fixture
+def y():
+    return data()[1]
 
-    def test_unknown_hyperparameter(self):
-        with self.assertRaisesRegex(ValueError, "Unknown hyperparameter 'p'"):
-            self.fitted().set_hyperparameters(p=0.5)
 
-    def test_non_finite_features(self):
-        for bad in (math.nan, math.inf, -math.inf):
-            x = self.x.clone()
-            x[3, 2] = bad
-            with self.subTest(bad=bad):
-                with self.assertRaisesRegex(ValueError, "NaN or infinite"):
-                    LINe(None, self.w, self.b).fit_features(x, self.y)
-                with self.assertRaisesRegex(ValueError, "NaN or infinite"):
-                    self.fitted().predict_features(x)
+def fitted(w, b, x, y):
+    return LINe(None, w, b).fit_features(x, y)
 
-    def test_wrong_width(self):
-        with self.assertRaisesRegex(ValueError, "width 5.*expects 6"):
-            LINe(None, self.w, self.b).fit_features(self.x[:, :5], self.y)
-        with self.assertRaisesRegex(ValueError, "width 7.*expects 6"):
-            self.fitted().predict_features(torch.rand(3, 7))
-        with self.assertRaisesRegex(ValueError, "shape B x D"):
-            self.fitted().predict_features(torch.rand(3, 6, 1))
 
-    def test_labels_out_of_range(self):
-        y = self.y.clone()
-        y[0] = 4
-        with self.assertRaisesRegex(ValueError, "label 4 is out of range.*4 classes"):
-            LINe(None, self.w, self.b).fit_features(self.x, y)
+def test_predict_before_fit(w, b, x):
+    with pytest.raises(RequiresFittingException):
+        LINe(None, w, b).predict_features(x)
+    with pytest.raises(RequiresFittingException):
+        LINe(torch.nn.Identity(), w, b).predict(x)
 
-    def test_bad_labels(self):
-        for bad in (self.y.float() + 0.5, torch.full((40,), math.nan)):
-            with self.assertRaisesRegex(ValueError, "labels must be integers"):
-                LINe(None, self.w, self.b).fit_features(self.x, bad)
-        with self.assertRaisesRegex(ValueError, "labels must be integers"):
-            LINe(None, self.w, self.b).fit_features(self.x, self.y > 0)
-        with self.assertRaisesRegex(ValueError, "labels must have shape"):
-            LINe(None, self.w, self.b).fit_features(self.x, self.y[:-1])
 
-    def test_class_without_sample(self):
-        y = self.y.clone()
-        y[y == 2] = 1
-        with self.assertRaisesRegex(ValueError, r"no training sample for class\(es\) 2"):
-            LINe(None, self.w, self.b).fit_features(self.x, y)
+def test_predict_without_encoder(w, b, x, y):
+    with pytest.raises(ModelNotSetException):
+        fitted(w, b, x, y).predict(x)
 
-    def test_no_in_distribution_sample(self):
-        with self.assertRaisesRegex(ValueError, "no in-distribution sample"):
-            LINe(None, self.w, self.b).fit_features(self.x, -torch.ones(40, dtype=torch.long))
-        loader = DataLoader(TensorDataset(self.x, -torch.ones(40, dtype=torch.long)), batch_size=8)
-        with self.assertRaisesRegex(ValueError, "no in-distribution sample"):
-            LINe(torch.nn.Identity(), self.w, self.b).fit(loader, progress=False)
 
-    def test_bad_head(self):
-        with self.assertRaisesRegex(ValueError, "w must be a non-empty K x D"):
-            LINe(None, torch.randn(6), self.b)
-        with self.assertRaisesRegex(ValueError, r"b must have shape K = \(4,\)"):
-            LINe(None, self.w, torch.randn(3))
-        w = self.w.clone()
-        w[0, 0] = math.nan
-        with self.assertRaisesRegex(ValueError, "w contains NaN"):
-            LINe(None, w, self.b)
+def test_fit_without_encoder(w, b, x, y):
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)
+    with pytest.raises(ModelNotSetException):
+        LINe(None, w, b).fit(loader)
 
-    def test_clip_quantile_must_give_a_positive_clip(self):
-        x = -self.x  # all activations negative
-        with self.assertRaisesRegex(ValueError, "not a positive clipping threshold"):
-            LINe(None, self.w, self.b, clip_quantile=0.5).fit_features(x, self.y)
 
-    def test_load_garbage(self):
-        import tempfile
+@pytest.mark.parametrize("name", ["p_a", "p_w", "clip_quantile"])
+@pytest.mark.parametrize("value", [-0.1, 1.5, 90, math.nan, "0.5"])
+def test_fractions_outside_unit_interval(w, b, name, value):
+    with pytest.raises(ValueError, match=name):
+        LINe(None, w, b, **{name: value})
 
-        with tempfile.NamedTemporaryFile(suffix=".pt") as f:
-            f.write(b"not a state")
-            f.flush()
-            with self.assertRaisesRegex(ValueError, "not a saved LINe state"):
-                LINe(None, self.w, self.b).load(f.name)
-        with self.assertRaisesRegex(ValueError, "not a LINe state"):
-            LINe(None, self.w, self.b).load_state_dict({"weight": self.w})
+
+def test_fraction_errors_name_the_fix_and_the_hyperparameter(w, b, x, y):
+    with pytest.raises(ValueError, match="use 0.9 instead of 90"):
+        LINe(None, w, b, p_w=90)
+    det = fitted(w, b, x, y)
+    with pytest.raises(ValueError, match="p_a"):
+        det.set_hyperparameters(p_a=2.0)
+    with pytest.raises(ValueError, match="p_w"):
+        det.p_w = -1
+
+
+@pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, "1"])
+def test_bad_clip(w, b, value):
+    with pytest.raises(ValueError, match="clip"):
+        LINe(None, w, b, clip=value)
+
+
+def test_unknown_hyperparameter(w, b, x, y):
+    with pytest.raises(ValueError, match="Unknown hyperparameter 'p'"):
+        fitted(w, b, x, y).set_hyperparameters(p=0.5)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_features(w, b, x, y, bad):
+    x_bad = x.clone()
+    x_bad[3, 2] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        LINe(None, w, b).fit_features(x_bad, y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fitted(w, b, x, y).predict_features(x_bad)
+
+
+def test_wrong_width(w, b, x, y):
+    with pytest.raises(ValueError, match="width 5.*expects 6"):
+        LINe(None, w, b).fit_features(x[:, :5], y)
+    with pytest.raises(ValueError, match="width 7.*expects 6"):
+        fitted(w, b, x, y).predict_features(torch.rand(3, 7))
+    with pytest.raises(ValueError, match="shape B x D"):
+        fitted(w, b, x, y).predict_features(torch.rand(3, 6, 1))
+
+
+def test_labels_out_of_range(w, b, x, y):
+    y = y.clone()
+    y[0] = 4
+    with pytest.raises(ValueError, match="label 4 is out of range.*4 classes"):
+        LINe(None, w, b).fit_features(x, y)
+
+
+def test_bad_labels(w, b, x, y):
+    for bad in (y.float() + 0.5, torch.full((40,), math.nan)):
+        with pytest.raises(ValueError, match="labels must be integers"):
+            LINe(None, w, b).fit_features(x, bad)
+    with pytest.raises(ValueError, match="labels must be integers"):
+        LINe(None, w, b).fit_features(x, y > 0)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        LINe(None, w, b).fit_features(x, y[:-1])
+
+
+def test_class_without_sample(w, b, x, y):
+    y = y.clone()
+    y[y == 2] = 1
+    with pytest.raises(ValueError, match=r"no training sample for class\(es\) 2"):
+        LINe(None, w, b).fit_features(x, y)
+
+
+def test_no_in_distribution_sample(w, b, x):
+    with pytest.raises(ValueError, match="no in-distribution sample"):
+        LINe(None, w, b).fit_features(x, -torch.ones(40, dtype=torch.long))
+    loader = DataLoader(TensorDataset(x, -torch.ones(40, dtype=torch.long)), batch_size=8)
+    with pytest.raises(ValueError, match="no in-distribution sample"):
+        LINe(torch.nn.Identity(), w, b).fit(loader, progress=False)
+
+
+def test_bad_head(w, b):
+    with pytest.raises(ValueError, match="w must be a non-empty K x D"):
+        LINe(None, torch.randn(6), b)
+    with pytest.raises(ValueError, match=r"b must have shape K = \(4,\)"):
+        LINe(None, w, torch.randn(3))
+    w = w.clone()
+    w[0, 0] = math.nan
+    with pytest.raises(ValueError, match="w contains NaN"):
+        LINe(None, w, b)
+
+
+def test_clip_quantile_must_give_a_positive_clip(w, b, x, y):
+    x = -x  # all activations negative
+    with pytest.raises(ValueError, match="not a positive clipping threshold"):
+        LINe(None, w, b, clip_quantile=0.5).fit_features(x, y)
+
+
+def test_load_garbage(w, b):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pt") as f:
+        f.write(b"not a state")
+        f.flush()
+        with pytest.raises(ValueError, match="not a saved LINe state"):
+            LINe(None, w, b).load(f.name)
+    with pytest.raises(ValueError, match="not a LINe state"):
+        LINe(None, w, b).load_state_dict({"weight": w})

@@ -4,8 +4,8 @@ API conventions (info, signatures, hyperparameter fractions, device handling).
 """
 
 import inspect
-import unittest
 
+import pytest
 import torch
 from pytorch_ood.api import DetectorInfo, FeaturesDetector, Task
 from pytorch_ood.benchmark import Benchmark
@@ -70,66 +70,73 @@ class BlobBenchmark(Benchmark):
         raise ValueError("known or unknown must be true")
 
 
-class TestPytorchOOD(unittest.TestCase):
-    def setUp(self):
-        self.net = TinyNet().eval()
+@pytest.fixture
+def net():
+    return TinyNet().eval()
 
-    def detector(self, **kw):
-        return LINe(self.net.features, self.net.fc.weight, self.net.fc.bias, **kw)
 
-    def test_api_conventions(self):
-        self.assertTrue(issubclass(LINe, FeaturesDetector))
-        self.assertIsInstance(LINe.info, DetectorInfo)
-        self.assertEqual(LINe.info.tasks, frozenset({Task.CLASSIFICATION}))
-        self.assertEqual(LINe.info.paper.year, 2023)
-        self.assertTrue(LINe.requires_fit)
-        for name in ("p_a", "p_w"):
-            self.assertTrue(all(0 <= v <= 1 for v in LINe.hyperparameter_space[name]))
-        self.assertIn("clip", LINe.hyperparameter_space)
-        self.assertEqual(list(inspect.signature(LINe.predict_features).parameters), ["self", "x"])
-        params = inspect.signature(LINe.__init__).parameters
-        for name in ("encoder", "w", "b", "p_a", "p_w", "clip"):
-            self.assertIn(name, params)
+def detector(net, **kw):
+    return LINe(net.features, net.fc.weight, net.fc.bias, **kw)
 
-    def test_benchmark_evaluate(self):
-        bench = BlobBenchmark()
-        loader = DataLoader(bench.train_set(), batch_size=64)
-        line = self.detector(p_a=0.5, p_w=0.5, clip=None).fit(loader, progress=False)
-        energy = EnergyBased(self.net)
-        results = bench.evaluate([line, energy], loader_kwargs={"batch_size": 64})
-        self.assertEqual(len(results), 4)
-        by = {(r["Detector"], r["Dataset"]): r for r in results}
-        for dataset in ("far", "noise"):
-            r = by[("LINe", dataset)]
-            for metric in ("AUROC", "AUPR-IN", "AUPR-OUT", "FPR95TPR"):
-                self.assertTrue(0 <= r[metric] <= 1, (metric, r[metric]))
-        # the benchmark scored the cached encoder features with predict_features
-        for dataset, test_set in zip(bench.ood_names, bench.test_sets()):
-            x, y = next(iter(DataLoader(test_set, batch_size=len(test_set))))
-            metrics = OODMetrics()
-            metrics.update(line.predict_features(self.net.features(x)), y)
-            expected = metrics.compute()
-            self.assertAlmostEqual(by[("LINe", dataset)]["AUROC"], expected["AUROC"], places=12)
 
-    def test_grid_search(self):
-        bench = BlobBenchmark()
-        fit_loader = DataLoader(bench.train_set(), batch_size=64)
-        val_loader = DataLoader(bench.test_sets()[0], batch_size=64)
-        det = self.detector()
-        space = {"p_a": [0.0, 0.5], "p_w": [0.0, 0.9], "clip": [None, 1.0]}
-        search = GridSearch(det, fit_loader, val_loader, hyperparameter_space=space)
-        best = search.run()
-        self.assertEqual(len(search.results_), 8)
-        self.assertEqual(det.get_hyperparameters(), best)
-        scores = det.predict_features(self.net.features(val_loader.dataset[0][0][None]))
-        self.assertEqual(scores.shape, (1,))
+def test_api_conventions():
+    assert issubclass(LINe, FeaturesDetector)
+    assert isinstance(LINe.info, DetectorInfo)
+    assert LINe.info.tasks == frozenset({Task.CLASSIFICATION})
+    assert LINe.info.paper.year == 2023
+    assert LINe.requires_fit
+    for name in ("p_a", "p_w"):
+        assert all(0 <= v <= 1 for v in LINe.hyperparameter_space[name])
+    assert "clip" in LINe.hyperparameter_space
+    assert list(inspect.signature(LINe.predict_features).parameters) == ["self", "x"]
+    params = inspect.signature(LINe.__init__).parameters
+    for name in ("encoder", "w", "b", "p_a", "p_w", "clip"):
+        assert name in params
 
-    def test_device_follows_detector(self):
-        det = self.detector().fit(DataLoader(blobs(80, 1), batch_size=16), progress=False)
-        det.to("cpu")
-        self.assertEqual(det.device, torch.device("cpu"))
-        self.assertEqual(det.predict(torch.randn(5, INPUT)).shape, (5,))
 
-    def test_empty_batch(self):
-        det = self.detector().fit(DataLoader(blobs(80, 1), batch_size=16), progress=False)
-        self.assertEqual(det.predict_features(torch.zeros(0, NUM_FEATURES)).shape, (0,))
+def test_benchmark_evaluate(net):
+    bench = BlobBenchmark()
+    loader = DataLoader(bench.train_set(), batch_size=64)
+    line = detector(net, p_a=0.5, p_w=0.5, clip=None).fit(loader, progress=False)
+    energy = EnergyBased(net)
+    results = bench.evaluate([line, energy], loader_kwargs={"batch_size": 64})
+    assert len(results) == 4
+    by = {(r["Detector"], r["Dataset"]): r for r in results}
+    for dataset in ("far", "noise"):
+        r = by[("LINe", dataset)]
+        for metric in ("AUROC", "AUPR-IN", "AUPR-OUT", "FPR95TPR"):
+            assert 0 <= r[metric] <= 1, (metric, r[metric])
+    # the benchmark scored the cached encoder features with predict_features
+    for dataset, test_set in zip(bench.ood_names, bench.test_sets()):
+        x, y = next(iter(DataLoader(test_set, batch_size=len(test_set))))
+        metrics = OODMetrics()
+        metrics.update(line.predict_features(net.features(x)), y)
+        expected = metrics.compute()
+        # assertAlmostEqual(..., places=12)
+        assert round(by[("LINe", dataset)]["AUROC"] - expected["AUROC"], 12) == 0
+
+
+def test_grid_search(net):
+    bench = BlobBenchmark()
+    fit_loader = DataLoader(bench.train_set(), batch_size=64)
+    val_loader = DataLoader(bench.test_sets()[0], batch_size=64)
+    det = detector(net)
+    space = {"p_a": [0.0, 0.5], "p_w": [0.0, 0.9], "clip": [None, 1.0]}
+    search = GridSearch(det, fit_loader, val_loader, hyperparameter_space=space)
+    best = search.run()
+    assert len(search.results_) == 8
+    assert det.get_hyperparameters() == best
+    scores = det.predict_features(net.features(val_loader.dataset[0][0][None]))
+    assert scores.shape == (1,)
+
+
+def test_device_follows_detector(net):
+    det = detector(net).fit(DataLoader(blobs(80, 1), batch_size=16), progress=False)
+    det.to("cpu")
+    assert det.device == torch.device("cpu")
+    assert det.predict(torch.randn(5, INPUT)).shape == (5,)
+
+
+def test_empty_batch(net):
+    det = detector(net).fit(DataLoader(blobs(80, 1), batch_size=16), progress=False)
+    assert det.predict_features(torch.zeros(0, NUM_FEATURES)).shape == (0,)
