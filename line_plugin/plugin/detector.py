@@ -339,7 +339,8 @@ class LINe(CoreLINe):
             log.warning(
                 f"{100 * negative:.0f} % of the training activations are negative: LINe's masks "
                 "assume post-ReLU features, and the paper's fractions can hurt on signed features "
-                "(ViT, ConvNeXt); tune p_a, p_w and clip on a validation split (see the README)"
+                "(ViT, ConvNeXt); preset='auto' (the default of from_model and line-ood fit) "
+                "chooses p_a, p_w and clip from the training data"
             )
         return self
 

@@ -120,6 +120,7 @@ def test_warns_on_signed_features_with_masks(data, caplog):
     with caplog.at_level(logging.WARNING, logger="line_plugin.plugin.detector"):
         LINe(None, w, b, p_a=0.9, p_w=0.9).fit_features(x - x.mean(), y)
     assert "% of the training activations are negative" in caplog.text
+    assert "preset='auto'" in caplog.text  # the remedy is named
 
 
 def test_no_warning_for_post_relu_features_or_without_masks(data, caplog):
