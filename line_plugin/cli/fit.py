@@ -195,12 +195,7 @@ def fit_summary(detector: "LINe", metadata: Dict, out: str) -> Dict:
     return {
         "state": str(out),
         **{k: metadata.get(k) for k in ("backbone", "source", "fit_images", "preset")},
-        "hyperparameters": {
-            "p_a": detector.p_a,
-            "p_w": detector.p_w,
-            "clip": detector.clip,
-            "clip_quantile": detector.clip_quantile,
-        },
+        "hyperparameters": detector.hyperparameters,
         "auto": None if choice is None else choice.metadata(),
         **{k: metadata.get(k) for k in ("threshold", "tpr", "calibration_images")},
         "calibration_source": metadata.get("calibration_source"),

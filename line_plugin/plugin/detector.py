@@ -222,6 +222,11 @@ class LINe(CoreLINe):
         if self._clip_quantile is not None and self.activation_sample is not None:
             self._clip = self._fitted_clip()
 
+    @property
+    def hyperparameters(self) -> Dict[str, Optional[float]]:
+        """the current ``p_a``, ``p_w``, ``clip`` (fitted, if by a quantile), ``clip_quantile``"""
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
+
     def _fitted_clip(self) -> float:
         q = self._clip_quantile
         clip = float(np.quantile(self.activation_sample.double().cpu().numpy(), q))

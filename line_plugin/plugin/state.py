@@ -39,8 +39,7 @@ def state_dict(detector) -> Dict:
     """
     if detector.class_means is None:
         raise RequiresFittingException("LINe has to be fitted before saving its state")
-    hyperparameters = {"p_a": detector.p_a, "p_w": detector.p_w, "clip": detector.clip}
-    hyperparameters["clip_quantile"] = detector.clip_quantile
+    hyperparameters = detector.hyperparameters
     sample = detector.activation_sample
     return {
         "version": 2,

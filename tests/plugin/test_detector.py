@@ -47,6 +47,17 @@ def test_clip_quantile(data):
     assert det.clip_quantile is None
 
 
+def test_hyperparameters_are_the_current_values_and_set_them_back(data):
+    x, y, w, b, _ = data
+    det = LINe(None, w, b, p_a=0.3, p_w=0.6, clip=None, clip_quantile=0.5).fit_features(x, y)
+    hp = det.hyperparameters
+    assert hp == {"p_a": 0.3, "p_w": 0.6, "clip": det.clip, "clip_quantile": 0.5}
+    assert hp["clip"] == pytest.approx(float(np.quantile(x.numpy(), 0.5)), abs=1e-6)
+    other = LINe(None, w, b).fit_features(x, y).set_hyperparameters(**hp)
+    assert other.hyperparameters == hp
+    assert torch.equal(other.predict_features(x), det.predict_features(x))
+
+
 def test_shape_properties(data):
     _, _, w, b, _ = data
     det = LINe(None, w, b)
