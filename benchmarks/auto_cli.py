@@ -180,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     fitted = " ".join(fit_arguments("B", args.fit_samples, args.batch_size)[1:-3])
     text = (
         "# line-ood fit (auto, the default) vs Energy vs the paper preset, scored by line-ood "
-        f"score\n\nCommand: `{payload['command']}`. Each setting: `line-ood {fitted} "
+        f"score\n\nCommand: `{payload['command']}`. Each setting: `line-ood fit {fitted} "
         "--out s.pt [setting]`, then `line-ood score` "
         f"on {args.images} CIFAR-10 test images, {args.images} MNIST and {args.images} DTD "
         "images (PNG files); AUROC (percent) of CIFAR-10 against each.\n\n" + table(records)
