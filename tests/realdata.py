@@ -19,7 +19,8 @@ def model(name: str) -> zoo.ZooModel:
 
 def extract(encoder: Callable[[Tensor], Tensor], dataset) -> Tuple[Tensor, Tensor]:
     """outputs of ``encoder`` on ``dataset`` and its labels"""
-    return compute_features(encoder, dataset, batch_size=250, progress=False)
+    # batches of 50 run about 1.35 times as fast as 250 on a CPU (DenseNet-BC-100, one thread)
+    return compute_features(encoder, dataset, batch_size=50, progress=False)
 
 
 @functools.lru_cache(maxsize=None)
