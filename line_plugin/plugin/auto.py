@@ -280,10 +280,7 @@ def choose(
     detector.set_hyperparameters(**_full(candidates[name]))
     choice = AutoChoice(
         name=name,
-        p_a=detector.p_a,
-        p_w=detector.p_w,
-        clip=detector.clip,
-        clip_quantile=detector.clip_quantile,
+        **detector.hyperparameters,
         reason=reason,
         val_auroc=scores,
         held_out=held_out,
