@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from pytorch_ood.api import DetectorInfo, Paper, RequiresFittingException, Task
+from pytorch_ood.api import RequiresFittingException
 from pytorch_ood.detector.energy import EnergyBased
 from pytorch_ood.utils import is_known
 from torch import Tensor, nn
@@ -69,17 +69,8 @@ class LINe(CoreLINe):
         scores = detector(images)                              # higher = more OOD
     """
 
-    info = DetectorInfo(
-        paper=Paper(
-            title="LINe: Out-of-Distribution Detection by Leveraging Important Neurons",
-            venue="CVPR",
-            year=2023,
-            url="https://arxiv.org/abs/2303.13995",
-            code="https://github.com/YongHyun-Ahn/LINe-Out-of-Distribution-Detection-by-Leveraging-Important-Neurons",
-        ),
-        tasks={Task.CLASSIFICATION},
-        ai_coded=True,
-    )
+    #: its own attribute, as every pytorch-ood detector class has; the core's paper and tasks
+    info = CoreLINe.info
 
     #: The wider search space of the project's benchmarks (64 candidates; the upstream class
     #: has 8): each candidate derives new masks from the class means.
