@@ -10,8 +10,9 @@ held them, their bytes are compared. The stored scores are compared within the r
 dtype: another CPU's BLAS sums the D products of a logit in another order, which moves a logit by
 at most ``(D + 1) u`` times the sum of the magnitudes of its terms (``u`` the unit roundoff of
 float32 or float64), and the energy, 1-Lipschitz in the logits, by as much plus its own
-``(K + 8) u + 2 u |score|`` (:func:`synthetic.rounding_bound`). Rows whose two largest logits are closer than twice that
-could pick another class there and are left out; on this machine every score is the stored one.
+``(K + 8) u + 2 u |score|`` (:func:`synthetic.rounding_bound`). Rows whose two largest logits are
+closer than twice that could pick another class there and are left out; on this machine every
+score is the stored one.
 """
 
 from pathlib import Path
