@@ -60,8 +60,8 @@ def test_shared_model_features(model, setting):
 
 @pytest.mark.parametrize("model", list(GOLDEN["models"]))
 def test_core_detector_is_the_same(model):
-    """the upstream module alone, with the clip that the plugin fitted as a quantile: the core's
-    exact selection gives the thresholds of the plugin's fast one"""
+    """the upstream module alone, with the clip that the plugin fitted as a quantile: the masks
+    and thresholds of version 0.1"""
     entry = GOLDEN["models"][model]
     for setting, expected in entry["outputs"].items():
         hp = {k: v for k, v in expected["hyperparameters"].items() if k != "clip_quantile"}
