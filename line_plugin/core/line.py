@@ -118,7 +118,8 @@ class LINe(FeaturesDetector):
         """
         :param data_loader: yields batches ``(x, y)``; samples with ``y < 0`` are ignored
         :return: the fitted detector
-        :raises ValueError: for a label :math:`\\geq K`, a class without samples or NaN
+        :raises ValueError: for a label :math:`\\geq K`, a class without samples, features of
+            another width than ``w`` or non-finite ones
         """
         if self.encoder is None:
             raise ModelNotSetException()
@@ -137,6 +138,8 @@ class LINe(FeaturesDetector):
             x, y = x.flatten(1)[is_known(y).to(x.device)].cpu().double(), y[is_known(y)].long()
             if len(y) and int(y.max()) >= k:
                 raise ValueError(f"label {int(y.max())} is out of range for {k} classes")
+            if x.shape[1] != d:
+                raise ValueError(f"features of width {x.shape[1]}, but w has {d} columns")
             sums.index_add_(0, y, x)
             counts += torch.bincount(y, minlength=k)
         if (counts == 0).any():
@@ -158,7 +161,7 @@ class LINe(FeaturesDetector):
         self.activation_keep = torch.from_numpy(keep).to(self.weight.device)
         self.weight_threshold = torch.from_numpy(threshold).to(self.weight)
         self._fractions = (p_a, p_w)
-        log.info(f"LINe: {int(counts.sum())} samples, {keep.mean():.1%} of the neurons kept")
+        log.info(f"LINe: {keep.mean():.1%} of the neurons kept, weights above the {p_w} quantile")
         return self
 
     def predict(self, x: Tensor) -> Tensor:

@@ -348,6 +348,11 @@ def test_label_out_of_range(errs):
         LINe(None, errs.w, errs.b).fit_features(errs.x, y)
 
 
+def test_features_of_another_width(errs):
+    with pytest.raises(ValueError, match="features of width 12, but w has 13 columns"):
+        LINe(None, errs.w, errs.b).fit_features(errs.x[:, :12], errs.y)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_features_in_fit_name_the_class(errs, bad):
     x = errs.x.clone()

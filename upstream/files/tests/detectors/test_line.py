@@ -253,6 +253,10 @@ class TestLINeErrors(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "label 3 is out of range for 3 classes"):
             self.detector.fit_features(self.z, torch.arange(30) % 4)
 
+    def test_features_of_another_width(self):
+        with self.assertRaisesRegex(ValueError, "width 9, but w has 10 columns"):
+            self.detector.fit_features(self.z[:, :9], self.y)
+
     def test_nan_features_in_fit(self):
         z = self.z.clone()
         z[4, 2] = float("nan")  # a sample of class 1
