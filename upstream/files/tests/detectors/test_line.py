@@ -177,6 +177,17 @@ class TestLINe(unittest.TestCase):
                 self.assertTrue(np.array_equal(detector.activation_keep.numpy(), keep))
                 expected = reference_scores(w, b, keep, masks, z, 1.0)
                 torch.testing.assert_close(detector.predict_features(z.double()), expected)
+        # small integer weights, most of them 0: tied products, where the sample's bracket of the
+        # quantile can miss and the thresholds are selected among all products
+        w = torch.randint(-2, 3, (4, 30)).float() * (torch.rand(4, 30) < 0.3)
+        z, y = torch.rand(40, 30), torch.arange(40) % 4
+        for p in (0.1, 0.5, 0.9):
+            with self.subTest(ties=p):
+                detector = LINe(None, w, p_a=p, p_w=p).fit_features(z, y)
+                keep, masks = reference_masks(w, z, y, p, p)
+                self.assertTrue(np.array_equal(detector.activation_keep.numpy(), keep))
+                kept = w[None] > detector.weight_threshold[:, None, :]
+                self.assertTrue(np.array_equal(kept.numpy(), masks))
         # everything pruned: the logits are the bias
         detector = self._detector(p_a=1.0, p_w=1.0).fit_features(self.z, self.y)
         bias = self.model.classifier.bias.detach().expand(5, 3)
