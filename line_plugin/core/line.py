@@ -144,7 +144,7 @@ class LINe(FeaturesDetector):
             counts += torch.bincount(y, minlength=k)
         if (counts == 0).any():
             missing = (counts == 0).nonzero().flatten().tolist()
-            raise ValueError(f"no training sample of class(es) {missing}: LINe needs each mean")
+            raise ValueError(f"no training sample of class(es) {missing}: LINe needs their means")
         means = (sums / counts[:, None]).numpy()
         if not np.isfinite(means).all():
             bad = np.flatnonzero(~np.isfinite(means).all(axis=1)).tolist()
