@@ -3,7 +3,7 @@ A literal, per-sample float64 transcription of LINe as the authors' code compute
 independent of the package: NumPy only, the dense K x K x D view (one K x D mask per sample).
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -45,3 +45,30 @@ def reference_line_scores(
         top = logits.max()
         scores.append(-(top + np.log(np.exp(logits - top).sum())))
     return np.array(scores)
+
+
+def reference_masks(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    weight: np.ndarray,
+    p_a: float,
+    p_w: float,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """the masks of each class as the authors' code derives them: activation masks (K x D) and
+    weight masks (K x K x D), a fraction of 0 keeping everything"""
+    train_features = np.asarray(train_features, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    known = train_labels >= 0
+    means = np.stack(
+        [train_features[known & (train_labels == c)].mean(axis=0) for c in range(len(weight))]
+    )
+    contrib = weight * means
+    keep = np.ones(contrib.shape, dtype=bool)
+    if p_a > 0:
+        keep = contrib > np.quantile(contrib, p_a, axis=1, keepdims=True)
+    masks = np.ones((len(weight),) + weight.shape, dtype=bool)
+    if p_w > 0:
+        for label, row in enumerate(np.abs(contrib)):
+            products = row[None, :] * weight
+            masks[label] = products > np.quantile(products, p_w)
+    return keep, masks

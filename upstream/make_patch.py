@@ -54,12 +54,13 @@ EXPORTS = "src/pytorch_ood/detector/__init__.py"
 DOCS_PAGE = "docs/detectors/line.rst"
 #: files copied verbatim from upstream/files/ (same relative path in the patch)
 COPIED = ("tests/detectors/test_line.py",)
-#: the repository files the patch edits (each edit: after which line what is inserted)
+#: the repository files the patch edits (each edit: after which line what is inserted), every
+#: place the repository's README.md lists for a new detector
 SMOKE = "tests/detectors/test_all_detectors_smoke.py"
+DEVICES = "tests/detectors/test_device_handling.py"
 FRACTIONS = "tests/detectors/test_fraction_hyperparameters.py"
-TAXONOMY = "tests/detectors/test_detector_taxonomy.py"
 TOCTREE = "docs/detector.rst"
-DIAGRAM = "docs/detectors/api.rst"
+DIAGRAM = "docs/core_api/detectors.rst"
 README = "README.rst"
 
 AUTOCLASS = ("..  autoclass:: line_plugin.core.LINe", "..  autoclass:: pytorch_ood.detector.LINe")
@@ -234,6 +235,18 @@ _SMOKE_BUILDER = """\
                 )(eval_model()),
             ),
 """
+_DEVICE_BUILDER = """\
+            (
+                "LINe",
+                lambda: (
+                    lambda model: LINe(
+                        encoder=model.features,
+                        w=model.classifier.weight,
+                        b=model.classifier.bias,
+                    )
+                )(ClassificationModel()),
+            ),
+"""
 _FRACTION_BUILDERS = """\
     "LINe.p_a": lambda v: LINe(_identity, torch.zeros(3, 4), torch.zeros(3), p_a=v),
     "LINe.p_w": lambda v: LINe(_identity, torch.zeros(3, 4), torch.zeros(3), p_w=v),
@@ -244,13 +257,22 @@ _REFERENCE = (
 )
 
 
+def _before(text: str, anchor: str, new: str, path: str) -> str:
+    if text.count(anchor) != 1:
+        raise ValueError(f"{path}: expected {anchor.strip()!r} once")
+    return text.replace(anchor, new + anchor)
+
+
 def _smoke(text: str) -> str:
     # the import, and the builder after DICE's (before LTS's)
     text = _insert_after(text, "\n    KLMatching,\n", "    LINe,\n", SMOKE)
-    anchor = '            (\n                "LTS",\n'
-    if text.count(anchor) != 1:
-        raise ValueError(f"{SMOKE}: expected the LTS builder once")
-    return text.replace(anchor, _SMOKE_BUILDER + anchor)
+    return _before(text, '            (\n                "LTS",\n', _SMOKE_BUILDER, SMOKE)
+
+
+def _devices(text: str) -> str:
+    # the import, and the builder of the features registry after DICE's (before NNGuide's)
+    text = _insert_after(text, "\n    KLMatching,\n", "    LINe,\n", DEVICES)
+    return _before(text, '            (\n                "NNGuide",\n', _DEVICE_BUILDER, DEVICES)
 
 
 def _readme(text: str) -> str:
@@ -276,6 +298,7 @@ def _readme(text: str) -> str:
 EDITS: Dict[str, Callable[[str], str]] = {
     EXPORTS: upstream_exports,
     SMOKE: _smoke,
+    DEVICES: _devices,
     FRACTIONS: lambda t: _insert_after(
         t.replace(
             "import ASH, DICE, LTS, SCALE, VRA, ReAct",
@@ -284,12 +307,6 @@ EDITS: Dict[str, Callable[[str], str]] = {
         '    "DICE.p": lambda v: DICE(_identity, torch.zeros(3, 4), torch.zeros(3), p=v),\n',
         _FRACTION_BUILDERS,
         FRACTIONS,
-    ),
-    TAXONOMY: lambda t: _insert_after(
-        _insert_after(t, "\n    KLMatching,\n", "    LINe,\n", TAXONOMY),
-        "            SHE,\n            DICE,\n",
-        "            LINe,\n",
-        TAXONOMY,
     ),
     TOCTREE: lambda t: _insert_after(t, "   detectors/dice\n", "   detectors/line\n", TOCTREE),
     DIAGRAM: lambda t: _insert_after(

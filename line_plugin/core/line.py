@@ -7,7 +7,8 @@
 
 """
 
-from typing import Callable, Iterable, Optional, Tuple, Union
+import logging
+from typing import Callable, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ from pytorch_ood.utils.utils import _check_fraction
 from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import Self
+
+log = logging.getLogger(__name__)
 
 
 class LINe(FeaturesDetector):
@@ -44,16 +47,18 @@ class LINe(FeaturesDetector):
     4. **Score**: :math:`h = \\min(a, \\mathrm{clip})`, :math:`l = \\arg\\max (W h + b)`,
        :math:`z = (W \\odot M_l)(h \\odot m_l) + b`, mapped to outlier scores by ``detector``.
 
-    Quantiles interpolate linearly; a fraction of 0 or ``clip=None`` turns that part off (all
-    off: :class:`EnergyBased`). Fitting is one pass into float64 class sums. :math:`M_l` keeps
-    :math:`W_{kj}` if and only if :math:`W_{kj} > T_{lj}` (:math:`|C_{lj}| W_{kj}` is monotone in
-    :math:`W_{kj}`): :math:`K \\times D` thresholds replace :math:`K \\times K \\times D`
-    masks, and scoring builds one masked :math:`K \\times D` matrix per predicted class.
+    :meth:`fit` does steps 1 to 3 in float64 (summed on the CPU) and logs them; scoring is step
+    4. Quantiles interpolate linearly. A fraction of 0 keeps everything (the authors' percentile
+    0 prunes the smallest entry); ``clip=None`` does not clip (all off: :class:`EnergyBased
+    <pytorch_ood.detector.EnergyBased>`). As :math:`|C_{lj}| W_{kj}` is monotone in
+    :math:`W_{kj}`, :math:`M_l` keeps :math:`W_{kj}` if and only if :math:`W_{kj} > T_{lj}`:
+    ``weight_threshold`` holds :math:`T` (:math:`K \\times D`), ``activation_keep`` the
+    :math:`m_l` as rows, and scoring builds one masked :math:`W` per predicted class.
 
-    Public: ``weight``, ``bias``, ``class_means``, ``class_counts`` (float64, int64, on the CPU;
-    assigning the last two restores a fitted detector), ``activation_keep``, ``weight_threshold``,
-    ``p_a``, ``p_w``, ``clip``, ``encoder``, ``detector``; for subclasses, :meth:`fit_batches`,
-    :meth:`fit_class_sums` and :meth:`weight_thresholds`.
+    The state (``weight``, ``bias``, the masks) has the dtype of ``w``, at least float32, and
+    follows :meth:`to`; float64 features are scored in float64, others in float32. Change ``p_a``
+    or ``p_w``, then fit again (``clip`` applies at once). Fitting needs a sample of every class,
+    labels below :math:`K` and finite features; scoring lets NaN through as NaN.
 
     .. rubric:: Examples
 
@@ -70,7 +75,8 @@ class LINe(FeaturesDetector):
             venue="CVPR",
             year=2023,
             url="https://arxiv.org/abs/2303.13995",
-            code="https://github.com/YongHyun-Ahn/LINe-Out-of-Distribution-Detection-by-Leveraging-Important-Neurons",
+            code="https://github.com/YongHyun-Ahn/"
+            "LINe-Out-of-Distribution-Detection-by-Leveraging-Important-Neurons",
         ),
         tasks={Task.CLASSIFICATION},
         ai_coded=True,
@@ -101,148 +107,139 @@ class LINe(FeaturesDetector):
         :param detector: maps the pruned logits to outlier scores (default: the energy)
         """
         self.encoder = encoder
-        b = torch.zeros(len(w)) if b is None else b
-        self.weight = w.detach().to("cpu", torch.float64).clone()
-        self.bias = b.detach().to("cpu", torch.float64).clone()
+        self.weight = w.detach().to(dtype=torch.promote_types(w.dtype, torch.float32), copy=True)
+        self.bias = (torch.zeros(len(w)) if b is None else b.detach()).to(self.weight, copy=True)
         self.p_a, self.p_w = _check_fraction("p_a", p_a), _check_fraction("p_w", p_w)
         self.clip = clip
         self.detector = detector or EnergyBased.score
-        self.class_means = self.class_counts = None  # Optional[Tensor]
-        self._derived = None  # (class_means, (p_a, p_w), keep, threshold, {casts})
+        self.activation_keep = self.weight_threshold = self._fractions = None  # set by fit()
 
-    def to(self, device: Union[str, torch.device]) -> Self:
-        """Move the encoder; the statistics stay on the CPU (scoring casts them as it needs)"""
-        self._device = torch.device(device)
-        self.encoder = self._move_value_to_device(self.encoder, self._device)
-        return self
-
-    @property
-    def device(self) -> Optional[torch.device]:
-        """the device set by :meth:`to`, else the encoder's, else the CPU (of the statistics)"""
-        device = getattr(self, "_device", None) or self._infer_value_device(self.encoder)
-        return device or self.weight.device
-
-    # -- step 1: class means -------------------------------------------------------------------
-
-    @torch.no_grad()
     def fit(self, data_loader: DataLoader) -> Self:
         """
         :param data_loader: yields batches ``(x, y)``; samples with ``y < 0`` are ignored
         :return: the fitted detector
+        :raises ValueError: for a label :math:`\\geq K`, a class without samples, features of
+            another width than ``w`` or non-finite ones
         """
         if self.encoder is None:
             raise ModelNotSetException()
-        return self.fit_batches((self.encoder(x.to(self.device)), y) for x, y in data_loader)
+        return self._fit((self.encoder(x.to(self.device)), y) for x, y in data_loader)
 
     def fit_features(self, x: Tensor, y: Tensor) -> Self:
-        """fit on features ``x`` (:math:`N \\times D`) and labels ``y`` (``y < 0``: ignored)"""
-        return self.fit_batches([(x, y)])
+        """:meth:`fit` on features ``x`` (:math:`N \\times D`) and labels ``y`` (:math:`N`)"""
+        return self._fit([(x, y)])
 
     @torch.no_grad()
-    def fit_batches(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
-        """fit on pairs of features and labels, added in one pass to float64 class sums"""
-        sums = torch.zeros(self.weight.shape, dtype=torch.float64)
-        counts = torch.zeros(len(self.weight), dtype=torch.int64)
-        for x, y in batches:
-            known = is_known(y)
-            x, y = x[known.to(x.device)], y[known].to("cpu", torch.int64)
-            sums.index_add_(0, y, x.cpu().double())
-            counts += torch.bincount(y, minlength=len(counts))
-        return self.fit_class_sums(sums, counts)
-
-    def fit_class_sums(self, sums: Tensor, counts: Tensor) -> Self:
-        """fit the class means ``sums / counts`` (float64 :math:`K \\times D`, int64 :math:`K`)"""
+    def _fit(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
+        k, d = self.weight.shape
+        sums, counts = torch.zeros(k, d, dtype=torch.float64), torch.zeros(k, dtype=torch.int64)
+        for x, y in batches:  # step 1
+            y = torch.as_tensor(y).cpu()
+            x, y = x.flatten(1)[is_known(y).to(x.device)].cpu().double(), y[is_known(y)].long()
+            if len(y) and int(y.max()) >= k:
+                raise ValueError(f"label {int(y.max())} is out of range for {k} classes")
+            if x.shape[1] != d:
+                raise ValueError(f"features of width {x.shape[1]}, but w has {d} columns")
+            sums.index_add_(0, y, x)
+            counts += torch.bincount(y, minlength=k)
         if (counts == 0).any():
-            raise ValueError("LINe needs a training sample of every class")
-        self.class_means, self.class_counts = sums / counts[:, None], counts
+            missing = (counts == 0).nonzero().flatten().tolist()
+            raise ValueError(f"no training sample of class(es) {missing}: LINe needs their means")
+        means = (sums / counts[:, None]).numpy()
+        if not np.isfinite(means).all():
+            bad = np.flatnonzero(~np.isfinite(means).all(axis=1)).tolist()
+            raise ValueError(f"features of class(es) {bad} contain NaN or infinite values")
+        p_a, p_w = _check_fraction("p_a", self.p_a), _check_fraction("p_w", self.p_w)
+        weight = self.weight.cpu().double().numpy()
+        contrib = weight * means
+        keep = np.ones(contrib.shape, dtype=bool)
+        if p_a > 0:  # step 2
+            keep = contrib > np.quantile(contrib, p_a, axis=1, keepdims=True)
+        threshold = np.full(contrib.shape, -np.inf)
+        if p_w > 0:  # step 3
+            threshold = _weight_thresholds(weight, np.abs(contrib), p_w)
+        self.activation_keep = torch.from_numpy(keep).to(self.weight.device)
+        self.weight_threshold = torch.from_numpy(threshold).to(self.weight)
+        self._fractions = (p_a, p_w)
+        log.info(f"LINe: {keep.mean():.1%} of the neurons kept, weights above the {p_w} quantile")
         return self
-
-    # -- steps 2 and 3: masks ------------------------------------------------------------------
-
-    @property
-    def activation_keep(self) -> Tensor:
-        """the masks :math:`m_l` of step 2 as rows of a :math:`K \\times D` bool tensor"""
-        return self._masks()[2]
-
-    @property
-    def weight_threshold(self) -> Tensor:
-        """the masks of step 3 as :math:`K \\times D` float64 thresholds :math:`T`"""
-        return self._masks()[3]
-
-    def weight_thresholds(self, scale: np.ndarray) -> np.ndarray:
-        """
-        :param scale: :math:`|C_{l,:}|` of class :math:`l`, shape :math:`D`
-        :return: :math:`T_{l,:}`, each column's largest pruned weight (:math:`-\\infty`: none)
-        """
-        weight = self.weight.numpy()
-        products = weight * scale
-        cut = np.quantile(products, self.p_w)
-        return np.where(products <= cut, weight, -np.inf).max(axis=0)
-
-    def _masks(self) -> tuple:
-        if self.class_means is None:
-            raise RequiresFittingException("LINe has to be fitted: call fit() or fit_features()")
-        derived, key = self._derived, (self.p_a, self.p_w)
-        if derived is None or derived[0] is not self.class_means or derived[1] != key:
-            p_a, p_w = _check_fraction("p_a", self.p_a), _check_fraction("p_w", self.p_w)
-            contrib = self.weight.numpy() * self.class_means.numpy()  # C = W * A
-            keep = np.ones(contrib.shape, dtype=bool)
-            if p_a > 0:
-                keep = contrib > np.quantile(contrib, p_a, axis=1)[:, None]
-            threshold = np.full(contrib.shape, -np.inf)
-            if p_w > 0:
-                for label, row in enumerate(np.abs(contrib)):
-                    threshold[label] = self.weight_thresholds(row)
-            keep, threshold = torch.from_numpy(keep), torch.from_numpy(threshold)
-            self._derived = derived = (self.class_means, key, keep, threshold, {})
-        return derived
-
-    # -- step 4: score -------------------------------------------------------------------------
 
     def predict(self, x: Tensor) -> Tensor:
         """:return: outlier scores of the inputs ``x``, passed through ``encoder``"""
         if self.encoder is None:
             raise ModelNotSetException()
         with torch.no_grad():
-            return self.predict_features(self.encoder(x.to(self.device or x.device)))
+            return self.predict_features(self.encoder(x.to(self.device)).flatten(1))
 
     @torch.no_grad()
     def predict_features(self, x: Tensor) -> Tensor:
-        """:return: outlier scores of features ``x`` (float64 in float64, others in float32)"""
+        """:return: outlier scores of features ``x`` (:math:`B \\times D`), shape :math:`B`"""
         return self.detector(self.pruned_logits(x))
 
     @torch.no_grad()
     def pruned_logits(self, x: Tensor) -> Tensor:
-        """:return: the pruned logits :math:`z` (step 4) of features ``x``"""
-        _, _, keep, threshold, casts = self._masks()
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        if (dtype, x.device) not in casts:  # cast on the CPU, then moved
-            folded = threshold.masked_fill(~keep, np.inf)
-            cast = (self.weight.to(dtype), self.bias.to(dtype), folded.to(dtype), keep)
-            casts[dtype, x.device] = [t.to(x.device) for t in cast]
-        w, b, folded, keep = casts[dtype, x.device]
-        h = x.to(dtype) if self.clip is None else x.to(dtype).clamp(max=self.clip)
-        logits = torch.addmm(b, h, w.T)
-        if self.p_w == 0 and self.p_a == 0:
-            return logits
-        pred = logits.argmax(dim=1)
+        """
+        :param x: features :math:`B \\times D`
+        :return: the pruned logits :math:`z` of step 4, :math:`B \\times K`
+        :raises RequiresFittingException: before :meth:`fit`, or if ``p_a`` or ``p_w`` changed
+        """
+        if self._fractions != (self.p_a, self.p_w):
+            raise RequiresFittingException("LINe has to be fitted for its p_a and p_w: call fit()")
+        dtype = torch.promote_types(x.dtype, self.weight.dtype)
+        w, b, h = self.weight.to(dtype), self.bias.to(dtype), x.to(self.weight.device, dtype)
+        h = h if self.clip is None else h.clamp(max=self.clip)
+        z = torch.addmm(b, h, w.T)
+        if self.p_a == 0 and self.p_w == 0:
+            return z
+        pred = z.argmax(dim=1)
+        h = h * self.activation_keep[pred] if self.p_a > 0 else h
         if self.p_w == 0:
-            return torch.addmm(b, h * keep[pred], w.T)
-        return self._masked_logits(h, pred, w, b, folded)
-
-    @staticmethod
-    def _masked_logits(h: Tensor, pred: Tensor, w: Tensor, b: Tensor, threshold: Tensor) -> Tensor:
-        """:math:`z_i = (W \\odot [W > T_{l_i}]) h_i + b`: one masked matrix per class"""
-        order = pred.argsort()
+            return torch.addmm(b, h, w.T)
+        order = pred.argsort()  # one masked W per class: W * [W > T_l]
         classes, counts = torch.unique_consecutive(pred[order], return_counts=True)
-        h, b_sorted = h[order], (b if b.dim() == 1 else b[order])
-        z = torch.empty(len(h), len(w), dtype=h.dtype, device=h.device)
-        masked = torch.empty_like(w)
-        start = 0
+        h, threshold, masked, start = h[order], self.weight_threshold.to(dtype), w.clone(), 0
         for label, count in zip(classes.tolist(), counts.tolist()):
-            rows = slice(start, start + count)
             torch.gt(w, threshold[label], out=masked).mul_(w)
-            bias = b_sorted if b.dim() == 1 else b_sorted[rows]
-            torch.addmm(bias, h[rows], masked.T, out=z[rows])
+            z[order[start : start + count]] = torch.addmm(b, h[start : start + count], masked.T)
             start += count
-        return torch.empty_like(z).index_copy_(0, order, z)
+        return z
+
+
+def _weight_thresholds(weight: np.ndarray, scales: np.ndarray, p: float) -> np.ndarray:
+    # Step 3, exactly: for each row s of scales, the largest pruned weight per column (-inf:
+    # none). A sample of the products brackets the two order statistics of the quantile, which
+    # are selected among the products in the bracket, counted per column by binary search in the
+    # sorted weights: about O(D log K) per class instead of O(KD).
+    k, d = weight.shape
+    columns, ordered = np.arange(d), np.sort(weight, axis=0)
+    virtual = (weight.size - 1) * p  # NumPy's linear quantile of the K * D products
+    lo, hi, t = int(virtual), min(int(virtual) + 1, weight.size - 1), virtual - int(virtual)
+    m = min(16384, weight.size)
+    drawn = np.random.default_rng(0).choice(weight.size, size=m, replace=False)
+    drawn_weights, drawn_columns = weight.flat[drawn], drawn % d
+    spread = int(8 * np.sqrt(m * max(p * (1 - p), 1 / m))) + 8
+    ranks = (int(p * (m - 1)) - spread, int(p * (m - 1)) + spread + 1)
+    inside = tuple(min(max(r, 0), m - 1) for r in ranks)
+
+    def count(s: np.ndarray, v: float) -> np.ndarray:  # per column, the products <= v
+        r, step = np.zeros(d, dtype=np.int64), 1 << (k.bit_length() - 1)
+        while step:  # a binary search, as the products of a sorted column rise
+            ok = (r + step <= k) & (s * ordered[np.minimum(r + step, k) - 1, columns] <= v)
+            r, step = r + ok * step, step // 2
+        return r
+
+    out = np.empty(scales.shape)
+    for label, s in enumerate(scales):
+        sample = np.partition(drawn_weights * s[drawn_columns], inside)
+        low = count(s, sample[inside[0]] if ranks[0] >= 0 else -np.inf)
+        high = count(s, sample[inside[1]] if ranks[1] < m else np.inf)
+        if low.sum() > lo or high.sum() <= hi:  # the bracket missed: all products
+            low, high = np.zeros(d, dtype=int), np.full(d, k)
+        sizes, below = high - low, int(low.sum())
+        cols = np.repeat(columns, sizes)
+        at = np.arange(len(cols)) + np.repeat(low - np.cumsum(sizes) + sizes, sizes)
+        part = np.partition(ordered[at, cols] * s[cols], (lo - below, hi - below))
+        a, b = part[lo - below], part[hi - below]
+        pruned = count(s, b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+        out[label] = np.where(pruned > 0, ordered[np.maximum(pruned - 1, 0), columns], -np.inf)
+    return out

@@ -8,7 +8,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from pytorch_ood.utils.utils import _check_fraction
 from torch import Tensor
 
 
@@ -17,7 +16,10 @@ def fraction(name: str, value: float) -> float:
     :raises ValueError: for anything else (hinting at fractions given in percent)"""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
         raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
-    return float(_check_fraction(name, value))
+    if not 0 <= value <= 1:  # NaN included
+        percent = f"; use {value / 100:g} instead of {value:g}" if 1 < value <= 100 else ""
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {value}{percent}")
+    return float(value)
 
 
 def clip(value: Optional[float]) -> Optional[float]:

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from pytorch_ood.api import RequiresFittingException
+from pytorch_ood.api import ModelNotSetException, RequiresFittingException
 from pytorch_ood.detector.energy import EnergyBased
 from pytorch_ood.utils import is_known
 from torch import Tensor, nn
@@ -29,7 +29,6 @@ from . import state as state_files
 from .auto import AUTO, HYPERPARAMETERS, AutoChoice, fit_auto
 from .presets import check_preset, preset_hyperparameters, resolve_preset
 from .sample import ActivationSample
-from .selection import WeightThreshold
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ class LINe(CoreLINe):
     - ``clip_quantile``: the clip fitted as a quantile of the ID training activations (as
       ReAct does), from a bounded sample of them, and a warning when the features are signed;
     - a finite energy for every finite input (:mod:`line_plugin.plugin.overflow`);
-    - a fast exact selection of the weight thresholds (:mod:`line_plugin.plugin.selection`);
+    - the exact float64 class means, kept on the host (``class_means``, ``class_counts``), from
+      which :meth:`set_hyperparameters` derives new masks without data;
     - :meth:`save` and :meth:`load`: state files with metadata
       (:mod:`line_plugin.plugin.state`);
     - on CUDA, fused scoring (:mod:`line_plugin.plugin.fused`), where Triton is installed.
@@ -103,11 +103,13 @@ class LINe(CoreLINe):
         checks.head(w, b)
         p_a, p_w = checks.fraction("p_a", p_a), checks.fraction("p_w", p_w)
         clip, clip_quantile = checks.clip(clip), _quantile(clip_quantile)
+        # the exact class means and counts, NumPy arrays on the host (``to`` leaves them there)
+        self._means: Optional[np.ndarray] = None
+        self._counts: Optional[np.ndarray] = None
+        self._masks_for: Optional[Tuple[float, float]] = None  # (p_a, p_w) of the core's masks
         super().__init__(encoder, w, b, p_a=p_a, p_w=p_w, clip=clip, detector=detector)
         self._clip_quantile = clip_quantile
         self.activation_sample: Optional[Tensor] = None
-        self._sample: Optional[ActivationSample] = None
-        self._selection: Optional[WeightThreshold] = None
         self._scoring: Optional[Tuple] = None  # the float32 tensors of fused scoring
 
     #: ``preset="auto"``: :meth:`fit` holds out a share of its data and chooses ``p_a``,
@@ -171,6 +173,17 @@ class LINe(CoreLINe):
         """feature width :math:`D`"""
         return self.weight.shape[1]
 
+    @property
+    def class_means(self) -> Optional[Tensor]:
+        """the class means :math:`A` (:math:`K \\times D`, float64, on the CPU: :meth:`to` does
+        not move them), a copy; ``None`` before fitting"""
+        return None if self._means is None else torch.from_numpy(self._means.copy())
+
+    @property
+    def class_counts(self) -> Optional[Tensor]:
+        """the number of training samples of each class (int64, on the CPU), a copy"""
+        return None if self._counts is None else torch.from_numpy(self._counts.copy())
+
     # -- hyperparameters, checked when set ---------------------------------------------------
 
     @property
@@ -181,6 +194,7 @@ class LINe(CoreLINe):
     @p_a.setter
     def p_a(self, value: float) -> None:
         self._p_a = checks.fraction("p_a", value)
+        self._derive_masks()
 
     @property
     def p_w(self) -> float:
@@ -190,6 +204,7 @@ class LINe(CoreLINe):
     @p_w.setter
     def p_w(self, value: float) -> None:
         self._p_w = checks.fraction("p_w", value)
+        self._derive_masks()
 
     @property
     def clip(self) -> Optional[float]:
@@ -220,7 +235,7 @@ class LINe(CoreLINe):
 
     def _fitted_clip(self) -> float:
         q = self._clip_quantile
-        clip = float(np.quantile(self.activation_sample.double().cpu().numpy(), q))
+        clip = float(np.quantile(self.activation_sample.cpu().double().numpy(), q))
         if not clip > 0:
             raise ValueError(
                 f"the {q} quantile of the training activations is {clip}, not a positive "
@@ -237,10 +252,27 @@ class LINe(CoreLINe):
         :raises ValueError: for unknown names or invalid values
         """
         quantile = kwargs.pop("clip_quantile", ...)
-        super().set_hyperparameters(**kwargs)
+        self._deferred = True  # the masks of p_a and p_w derived once, after both are set
+        try:
+            super().set_hyperparameters(**kwargs)
+        finally:
+            self._deferred = False
+        self._derive_masks()
         if quantile is not ...:
             self.clip_quantile = quantile
         return self
+
+    _deferred = False
+
+    def _derive_masks(self) -> None:
+        """after a fit, the core's masks for the current ``p_a`` and ``p_w``, from the exact class
+        means (the core, fitted on one sample per class equal to its mean, derives exactly the
+        masks of a fit on the data)"""
+        if self._means is None or self._deferred or self._masks_for == (self.p_a, self.p_w):
+            return
+        labels = torch.arange(self.num_classes)
+        super().fit_features(torch.from_numpy(self._means), labels)
+        self._masks_for = (self.p_a, self.p_w)
 
     # -- fitting ---------------------------------------------------------------------------------
 
@@ -261,6 +293,8 @@ class LINe(CoreLINe):
             finally:
                 self.auto = True
             return self
+        if self.encoder is None:
+            raise ModelNotSetException()
         total = len(data_loader) if hasattr(data_loader, "__len__") else None
         batches = tqdm(
             distributed.unpadded(data_loader),
@@ -268,7 +302,12 @@ class LINe(CoreLINe):
             total=total,
             disable=None if progress else True,
         )
-        return super().fit((x, checks.labels(y, len(x))) for x, y in batches)
+        device = self.device
+        with torch.no_grad():
+            return self.fit_batches(
+                (self.encoder(x.to(device)).flatten(1), checks.labels(y, len(x)))
+                for x, y in batches
+            )
 
     def fit_features(self, x: Tensor, y: Tensor) -> Self:
         """
@@ -289,43 +328,36 @@ class LINe(CoreLINe):
 
     def fit_batches(self, batches: Iterable[Tuple[Tensor, Tensor]]) -> Self:
         """
-        :meth:`line_plugin.core.LINe.fit_batches`, each batch checked, added to the sample of
-        activations and widened to float64 a few rows at a time.
+        Fit on pairs of features and labels, each batch checked, added to float64 class sums a
+        few rows at a time and to the sample of activations; under :mod:`torch.distributed`, the
+        sums and samples of all processes. The masks, the sample and ``clip_quantile``'s clip
+        are derived at once.
 
-        :raises ValueError: on bad labels or features, or if a class has no sample
+        :raises ValueError: on bad labels or features, if a class has no sample, or if the
+            means overflow with the weights
         """
-        self._sample = ActivationSample()
-
-        def checked():
+        k, d = self.num_classes, self.num_features
+        sums = torch.zeros(k, d, dtype=torch.float64)
+        counts = torch.zeros(k, dtype=torch.int64)
+        sample = ActivationSample()
+        with torch.no_grad():
             for x, y in batches:
-                checks.features(x, self.num_features)
+                checks.features(x, d)
                 y = checks.labels(y, len(x))
                 known = is_known(y)
-                x, y = x[known.to(x.device)], y[known]
-                checks.label_range(y, self.num_classes)
-                self._sample.add(x)
-                rows = max(1, CHUNK // self.num_features)
+                x, y = x[known.to(x.device)], y[known].to("cpu", torch.int64)
+                checks.label_range(y, k)
+                sample.add(x)
+                rows = max(1, CHUNK // d)
                 for i in range(0, len(x), rows):
-                    yield x[i : i + rows], y[i : i + rows]
-
-        try:
-            return super().fit_batches(checked())
-        finally:
-            self._sample = None
-
-    def fit_class_sums(self, sums: Tensor, counts: Tensor) -> Self:
-        """
-        :meth:`line_plugin.core.LINe.fit_class_sums` on the sums and counts of all processes;
-        the masks, the activation sample and ``clip_quantile``'s clip are derived at once.
-
-        :raises ValueError: if a class has no sample, or the means overflow with the weights
-        """
+                    sums.index_add_(0, y[i : i + rows], x[i : i + rows].to("cpu", torch.float64))
+                counts += torch.bincount(y, minlength=k)
         sums, counts = distributed.all_reduce(sums, counts)
         checks.counts(counts)
-        checks.products(sums / counts[:, None], self.weight)
-        super().fit_class_sums(sums, counts)
-        self.weight_threshold  # the masks, now (errors surface in fit)
-        sample = self._sample or ActivationSample()
+        means = sums / counts[:, None]
+        checks.products(means, self.weight)
+        self._means, self._counts, self._masks_for = means.numpy(), counts.numpy(), None
+        self._derive_masks()
         sample.all_reduce()
         self.activation_sample = sample.values()
         if self._clip_quantile is not None:
@@ -339,12 +371,6 @@ class LINe(CoreLINe):
                 "chooses p_a, p_w and clip from the training data"
             )
         return self
-
-    def weight_thresholds(self, scale: np.ndarray) -> np.ndarray:
-        """:meth:`line_plugin.core.LINe.weight_thresholds` by a faster selection, bit for bit"""
-        if self._selection is None or self._selection.p_w != self.p_w:
-            self._selection = WeightThreshold(self.weight.numpy(), self.p_w)
-        return self._selection(scale)
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -377,7 +403,7 @@ class LINe(CoreLINe):
         :raises RequiresFittingException: before fitting
         :raises ValueError: on features of the wrong width, or with NaN or infinite values
         """
-        if self.class_means is None:
+        if self.weight_threshold is None:
             raise RequiresFittingException("LINe has to be fitted: call fit() or fit_features()")
         checks.features(x, self.num_features)
         if self.p_w == 0 or x.dtype == torch.float64 or not fused.applies(x[:0].float()):
@@ -412,7 +438,15 @@ class LINe(CoreLINe):
 
         :raises ValueError: if the state is malformed or was fitted for another final layer
         """
-        return state_files.load_state_dict(self, state)
+        hp, means, counts, sample = state_files.checked_state(state, self.weight, self.bias)
+        self._means = None  # the masks are derived once, from the restored means
+        self.p_a, self.p_w, self.clip = hp["p_a"], hp["p_w"], hp["clip"]  # checked
+        # the stored clip is the fitted one: kept as it is
+        self._clip_quantile = _quantile(hp.get("clip_quantile"))
+        self.activation_sample = sample
+        self._means, self._counts, self._masks_for = means, counts, None
+        self._derive_masks()
+        return self
 
     def save(self, path: Union[str, os.PathLike], **metadata) -> None:
         """

@@ -31,12 +31,13 @@ def rescued_energy(det, x: Tensor) -> Tensor:
     h = x.double() if det.clip is None else x.double().clamp(max=det.clip)
     largest = h.abs().amax(dim=1, keepdim=True)
     scale = torch.exp2(torch.log2(largest).floor().clamp(min=0, max=1023))
-    w, b = det.weight.to(x.device), det.bias.to(x.device)
+    w, b = det.weight.to(x.device, torch.float64), det.bias.to(x.device, torch.float64)
     h, b = h / scale, b / scale
     logits = torch.addmm(b, h, w.T)
     z = logits
     if det.p_a > 0 or det.p_w > 0:
-        keep, threshold = det.activation_keep.to(x.device), det.weight_threshold.to(x.device)
+        keep = det.activation_keep.to(x.device)
+        threshold = det.weight_threshold.to(x.device, torch.float64)
         z = torch.empty_like(logits)
         for i, label in enumerate(logits.argmax(dim=1).tolist()):  # few rows: one at a time
             masked = w * torch.gt(w, threshold[label])

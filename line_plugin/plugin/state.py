@@ -3,31 +3,34 @@ A fitted detector's state, built from the upstream detector's public attributes,
 the state with metadata (for ``line-ood``: the backbone's name, the class names, the training
 data), written atomically.
 
-A state is ``{"version": 2, "hyperparameters": {...}, "weight", "bias", "class_means",
-"class_counts", "activation_sample"}``, as version 0.2 wrote it (version 0.1 wrote version 1,
-without the activation sample). A file holds ``{"format": FORMAT, "version": VERSION, "line":
-state, "metadata": {...}}`` and loads with ``torch.load(..., weights_only=True)``. Files of
-version 0.1 (a bare state from ``LINe.save``, or a ``line-ood fit`` file) are read as well.
+A state is ``{"version": STATE_VERSION, "hyperparameters": {...}, "weight", "bias",
+"class_means", "class_counts", "activation_sample"}`` (state version 2, as line_plugin 0.2 and
+0.3 wrote it; 0.1 wrote state version 1, without the activation sample). A file holds
+``{"format": FORMAT, "version": FILE_VERSION, "line": state, "metadata": {...}}`` (file version 1
+since 0.2) and loads with ``torch.load(..., weights_only=True)``. Files of version 0.1 (a bare
+state from ``LINe.save``, or a ``line-ood fit`` file) are read as well.
 """
 
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from pytorch_ood.api import RequiresFittingException
 
-from . import checks
-
 FORMAT = "line_plugin state"
-VERSION = 1
+#: the version of the file around the state (its ``"format"``, ``"line"`` and ``"metadata"``)
+FILE_VERSION = 1
+#: the version of the state this line_plugin writes
+STATE_VERSION = 2
 #: the marker of ``line-ood fit`` files of version 0.1
 _CLI_FORMAT_0_1 = "line-ood state"
 
 PathLike = Union[str, os.PathLike]
 #: the state versions that load: 1 (line_plugin 0.1) and 2 (0.2 on)
-STATE_VERSIONS = (1, 2)
+STATE_VERSIONS = (1, STATE_VERSION)
 _KEYS = {"version", "hyperparameters", "weight", "bias", "class_means", "class_counts"}
 
 
@@ -39,11 +42,10 @@ def state_dict(detector) -> Dict:
     """
     if detector.class_means is None:
         raise RequiresFittingException("LINe has to be fitted before saving its state")
-    hyperparameters = detector.hyperparameters
     sample = detector.activation_sample
     return {
-        "version": 2,
-        "hyperparameters": hyperparameters,
+        "version": STATE_VERSION,
+        "hyperparameters": detector.hyperparameters,
         "weight": detector.weight.cpu(),
         "bias": detector.bias.cpu(),
         "class_means": detector.class_means.cpu(),
@@ -52,12 +54,15 @@ def state_dict(detector) -> Dict:
     }
 
 
-def load_state_dict(detector, state: Dict):
+def checked_state(
+    state: Dict, weight: torch.Tensor, bias: torch.Tensor
+) -> Tuple[Dict, np.ndarray, np.ndarray, Optional[torch.Tensor]]:
     """
-    Restore ``state`` into ``detector``: the masks are derived again from the class means, bit
-    for bit.
-
-    :return: ``detector``
+    :param state: a state of :func:`state_dict` (or of version 0.1)
+    :param weight: the final layer of the detector it is for, :math:`K \\times D`
+    :param bias: and its bias
+    :return: the hyperparameters, the class means (float64) and counts (int64), and the
+        activation sample (float32, or ``None``), exactly as stored
     :raises ValueError: if the state is malformed, of an unknown version, or was fitted for
         another final layer (saying how to refit)
     """
@@ -70,30 +75,26 @@ def load_state_dict(detector, state: Dict):
             f"{STATE_VERSIONS}): fit the detector again (LINe.fit) and save it anew"
         )
     for name in ("weight", "class_means"):
-        if tuple(state[name].shape) != tuple(detector.weight.shape):
+        if tuple(state[name].shape) != tuple(weight.shape):
             raise ValueError(
                 f"the state's {name} has shape {tuple(state[name].shape)}, but this "
-                f"detector's final layer is {tuple(detector.weight.shape)} (K x D)"
+                f"detector's final layer is {tuple(weight.shape)} (K x D)"
             )
     if not (
-        torch.equal(state["weight"].to(detector.weight), detector.weight)
-        and torch.equal(state["bias"].to(detector.bias), detector.bias)
+        torch.equal(state["weight"].to(weight), weight)
+        and torch.equal(state["bias"].to(bias), bias)
     ):
         raise ValueError(
             "the state was fitted for another final layer (its weights differ from this "
             "detector's): fit again for this model"
         )
-    hp = state["hyperparameters"]
-    detector.p_a, detector.p_w, detector.clip = hp["p_a"], hp["p_w"], hp["clip"]  # checked
-    quantile = hp.get("clip_quantile")  # the stored clip is the fitted one: kept as it is
-    detector._clip_quantile = (
-        None if quantile is None else checks.fraction("clip_quantile", quantile)
-    )
     sample = state.get("activation_sample")
-    detector.activation_sample = None if sample is None else sample.float().clone()
-    detector.class_counts = state["class_counts"].to("cpu", torch.int64).clone()
-    detector.class_means = state["class_means"].to("cpu", torch.float64).clone()
-    return detector
+    return (
+        dict(state["hyperparameters"]),
+        state["class_means"].to("cpu", torch.float64).numpy().copy(),
+        state["class_counts"].to("cpu", torch.int64).numpy().copy(),
+        None if sample is None else sample.float().clone(),
+    )
 
 
 def save_state(path: PathLike, detector, **metadata) -> None:
@@ -106,7 +107,7 @@ def save_state(path: PathLike, detector, **metadata) -> None:
     :param metadata: plain values (strings, numbers, lists, ``None``) saved beside the state
     :raises RequiresFittingException: if the detector is not fitted
     """
-    payload = {"format": FORMAT, "version": VERSION, "line": detector.state_dict()}
+    payload = {"format": FORMAT, "version": FILE_VERSION, "line": detector.state_dict()}
     payload["metadata"] = metadata
     path = Path(path)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -135,7 +136,7 @@ def read_state(path: PathLike) -> Tuple[Dict, Dict]:
     if not isinstance(payload, dict):
         raise ValueError(f"{str(path)!r} is not a saved LINe state")
     if payload.get("format") == FORMAT:
-        if payload.get("version") != VERSION:
+        if payload.get("version") != FILE_VERSION:
             raise ValueError(f"{str(path)!r}: unsupported state version {payload.get('version')}")
         return payload["line"], payload["metadata"]
     if payload.get("format") == _CLI_FORMAT_0_1:

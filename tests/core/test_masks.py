@@ -1,16 +1,17 @@
 """
-Steps 2 and 3: the core's activation masks are NumPy's linear quantile with a strict ``>``, its
-weight thresholds are the definition, and the plugin's fast selection equals the core's exact
-selection over all K x D products bit for bit, ties and dead neurons included.
+Steps 2 and 3: the core's activation masks are NumPy's linear quantile with a strict ``>``, and its
+weight thresholds give exactly the literal :math:`K \\times D` weight masks of every class, ties
+and dead neurons included, by the bracketed selection or, where a bracket misses, all products.
 """
+
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
 
-from line_plugin import LINe as PluginLINe
+import line_plugin.core.line as core_module
 from line_plugin.core import LINe
-from line_plugin.plugin.selection import WeightThreshold
 
 
 def head(num_classes, num_features, seed, levels=None, zero_scale=0.0):
@@ -21,79 +22,82 @@ def head(num_classes, num_features, seed, levels=None, zero_scale=0.0):
     w = w.astype(np.float32).astype(np.float64)
     means = np.abs(rng.standard_normal((num_classes, num_features)))
     means[rng.random(means.shape) < zero_scale] = 0  # dead neurons: zero contributions
-    return w, w * means
+    return w, means
 
 
-def fitted(w, contrib, p_a, p_w):
-    """a core detector whose class means make ``contrib`` its contributions"""
-    det = LINe(None, torch.from_numpy(w), p_a=p_a, p_w=p_w)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = np.where(w != 0, contrib / w, 0.0)
-    k = len(w)
-    det.fit_features(torch.from_numpy(means), torch.arange(k))
-    return det, w * det.class_means.numpy()
+def fitted(w, means, p_a, p_w):
+    """a core detector fitted on one sample per class, its mean; and its contributions"""
+    det = LINe(None, torch.from_numpy(w).float(), p_a=p_a, p_w=p_w)
+    det.fit_features(torch.from_numpy(means), torch.arange(len(w)))
+    return det, w * means
 
 
 def test_activation_mask():
-    w, c = head(6, 50, 1)
-    for p in (0.1, 0.5, 0.9):
-        det, c = fitted(w, c, p, 0.0)
+    w, means = head(6, 50, 1)
+    for p in (0.1, 0.5, 0.9, 1.0):
+        det, c = fitted(w, means, p, 0.0)
         expected = c > np.quantile(c, p, axis=1, keepdims=True)
         np.testing.assert_array_equal(det.activation_keep.numpy(), expected)
-    det.p_a = 0
-    assert det.activation_keep.all()
-
-
-@pytest.mark.parametrize("kw", [{}, {"levels": 30}, {"zero_scale": 0.3}])
-def test_weight_mask_is_the_definition(kw):
-    # every class's K x D weight mask, literally, against the thresholds
-    w, c = head(40, 2000, 4, **kw)
-    det, c = fitted(w, c, 0.0, 0.3)
-    thresholds = det.weight_threshold.numpy()
-    for label in (0, 17, 39):
-        products = np.abs(c[label])[None, :] * w
-        expected = products > np.quantile(products, 0.3)
-        np.testing.assert_array_equal(w > thresholds[label][None, :], expected)
-    det.p_w = 0
-    assert torch.isneginf(det.weight_threshold).all()
+    det, _ = fitted(w, means, 0.0, 0.0)
+    assert det.activation_keep.all()  # a fraction of 0 keeps even the smallest contribution
 
 
 CASES = {"plain": {}, "ties": {"levels": 1000}, "heavy ties": {"levels": 30}}
 CASES["dead neurons"] = {"zero_scale": 0.3}
+CASES["dead neurons, heavy ties"] = {"zero_scale": 0.3, "levels": 30}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("p", [1e-6, 0.1, 0.5, 0.9, 1.0])
-def test_fast_selection_equals_all_products(case, p):
-    w, c = head(60, 400, 2, **CASES[case])
-    select = WeightThreshold(w, p)
-    for label in range(w.shape[0]):
-        a = np.abs(c[label])
-        np.testing.assert_array_equal(select(a), select._dense(a), err_msg=f"class {label}")
+def test_weight_masks_are_the_definition(case, p):
+    # every class's K x D weight mask, literally, against the thresholds
+    w, means = head(60, 400, 2, **CASES[case])
+    det, c = fitted(w, means, 0.0, p)
+    thresholds = det.weight_threshold.double().numpy()
+    for label in range(len(w)):
+        products = np.abs(c[label])[None, :] * w
+        expected = products > np.quantile(products, p)
+        np.testing.assert_array_equal(w > thresholds[label], expected, err_msg=str(label))
+        # a threshold is the largest pruned weight of its column, or -inf
+        pruned = np.where(expected, -np.inf, w).max(axis=0)
+        np.testing.assert_array_equal(thresholds[label], pruned)
 
 
-def test_fast_selection_route_is_taken():
-    # the sample brackets the order statistics: no fallback to all products
-    w, c = head(60, 400, 2)
-    select = WeightThreshold(w, 0.3)
-    select._dense = None  # would fail if called
-    select(np.abs(c[0]))
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 1), (2, 3)])
+@pytest.mark.parametrize("p", [1e-6, 0.3, 0.5, 1.0])
+def test_tiny_heads(shape, p):
+    w, means = head(*shape, seed=3)
+    det, c = fitted(w, means, p, p)
+    thresholds = det.weight_threshold.double().numpy()
+    for label in range(len(w)):
+        products = np.abs(c[label])[None, :] * w
+        np.testing.assert_array_equal(w > thresholds[label], products > np.quantile(products, p))
+        np.testing.assert_array_equal(
+            det.activation_keep[label].numpy(), c[label] > np.quantile(c[label], p)
+        )
 
 
-def test_dense_route_is_the_definition():
-    w, c = head(5, 30, 3)
-    thresholds = WeightThreshold(w, 0.7)._dense(np.abs(c[2]))
-    products = np.abs(c[2])[None, :] * w
-    expected = products > np.quantile(products, 0.7)
-    np.testing.assert_array_equal(w > thresholds[None, :], expected)
+def _partition_sizes(case, p):
+    sizes = []
+    original = np.partition
+
+    def spy(a, kth, **kw):
+        sizes.append(np.size(a))
+        return original(a, kth, **kw)
+
+    w, means = head(60, 400, 2, **CASES[case])
+    with mock.patch.object(core_module.np, "partition", spy):
+        fitted(w, means, 0.0, p)
+    return w.size, sizes[1::2]  # the sample's partition, then the bracket's, per class
 
 
-@pytest.mark.parametrize("kw", [{}, {"levels": 30}, {"zero_scale": 0.3}])
-@pytest.mark.parametrize("p", [0.1, 0.9])
-def test_the_plugin_selection_is_the_core_selection(kw, p):
-    w, c = head(30, 300, 5, **kw)
-    core, _ = fitted(w, c, 0.2, p)
-    plugin = PluginLINe(None, torch.from_numpy(w), p_a=0.2, p_w=p)
-    plugin.class_means, plugin.class_counts = core.class_means, core.class_counts
-    assert torch.equal(plugin.weight_threshold, core.weight_threshold)
-    assert torch.equal(plugin.activation_keep, core.activation_keep)
+def test_the_bracket_selects_among_few_products():
+    size, selected = _partition_sizes("plain", 0.3)
+    assert len(selected) == 60 and max(selected) < size / 4
+
+
+def test_a_missed_bracket_selects_among_all_products():
+    # dead neurons make a block of tied zero products; where the median falls in it, the
+    # bracket's bounds tie it and miss: all K x D products (the masks are tested above)
+    size, selected = _partition_sizes("dead neurons", 0.5)
+    assert selected == [size] * 60

@@ -1,10 +1,10 @@
 """
-Devices: ``det.to(device)`` moves the encoder and makes ``device`` the scoring device; the float64
-statistics (head, class statistics, masks) stay on the CPU, and scoring casts them to the
-features' dtype on their device (no float64 tensor goes to a device that may lack float64).
-Features on another device than the detector's are moved to it, as pytorch-ood's own wrapper of
-``predict_features`` does for its detectors. The tests marked ``cuda`` need a GPU and are skipped
-without one.
+Devices, as pytorch-ood's ``Detector.to`` defines them: ``det.to(device)`` moves the encoder and
+every tensor of the fitted state (head, masks, activation sample, scoring caches), which holds no
+float64 tensor after a float32 fit; the exact float64 class means stay on the host (NumPy, which
+``to`` leaves alone). Features on another device than the detector's are moved to it, as
+pytorch-ood's own wrapper of ``predict_features`` does, and scores come back on the detector's
+device. The tests marked ``cuda`` need a GPU and are skipped without one.
 """
 
 import copy
@@ -74,16 +74,24 @@ def ieee_float32():
 # -- everywhere ----------------------------------------------------------------------------------
 
 
-def test_to_keeps_the_float64_statistics_on_the_cpu():
-    # the meta device stands for any other device (one without float64, as mps): the detector
-    # scores there, its float64 statistics stay on the CPU
+def test_a_float32_fit_holds_no_float64_tensor():
     det = scored(fitted())
     held = held_tensors(det)
-    assert {"weight", "bias", "class_means", "class_counts", "activation_sample"} <= set(held)
+    names = {"weight", "bias", "activation_keep", "weight_threshold", "activation_sample"}
+    assert names <= set(held)
+    assert {t.dtype for t in held.values()} <= {torch.float32, torch.bool}
+    assert det.class_means.dtype == torch.float64  # the plugin's exact means: NumPy, host-side
+
+
+def test_to_moves_every_tensor_of_the_state():
+    # the meta device stands for any other device (one without float64, as mps)
+    det = scored(fitted())
+    means, held = det.class_means, held_tensors(det)
     assert det.to("meta") is det and det.device == torch.device("meta")
     moved = held_tensors(det)
     assert set(moved) == set(held)
-    assert all(t.device.type == "cpu" for t in moved.values())
+    assert all(t.device.type == "meta" for t in moved.values())
+    assert torch.equal(det.class_means, means)  # the host copy stays where it was
 
 
 def test_to_cpu_keeps_the_state_bitwise():
@@ -133,7 +141,7 @@ def test_fit_on_cpu_move_to_cuda(setting, ieee_float32):
     cpu = scored(fitted(*setting))
     gpu = copy.deepcopy(cpu).to("cuda")
     assert gpu.device.type == "cuda"
-    assert all(t.device.type == "cpu" for t in held_tensors(gpu).values())  # stays float64
+    assert all(t.device.type == "cuda" for t in held_tensors(gpu).values())
     assert_same_state(gpu, cpu)
 
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
@@ -165,13 +173,14 @@ def test_fit_on_cuda_features(clip_quantile, ieee_float32):
     # the class sums are accumulated in float64 on the CPU: the same detector, bitwise
     on_gpu = LINe(None, w, b, **kw).to("cuda").fit_features(x.cuda(), y.cuda())
     assert on_gpu.device.type == "cuda" and on_gpu.class_means.device.type == "cpu"
+    assert all(t.device.type == "cuda" for t in held_tensors(on_gpu).values())
     assert_same_state(on_gpu, on_cpu)
     # a CPU detector fitted on CUDA features, and a CUDA detector fitted through fit() with its
     # encoder, from a loader of CPU tensors
     assert_same_state(LINe(None, w, b, **kw).fit_features(x.cuda(), y.cuda()), on_cpu)
     loader = DataLoader(TensorDataset(x, y), batch_size=32)
     through_fit = LINe(nn.Identity(), w, b, **kw).to("cuda").fit(loader, progress=False)
-    assert through_fit.class_means.device.type == "cpu"  # float64 statistics on the CPU
+    assert through_fit.activation_keep.device.type == "cuda"
     assert_same_state(through_fit, on_cpu)
     test = probe()
     torch.testing.assert_close(through_fit.predict(test).cpu(), on_cpu.predict_features(test))
@@ -234,6 +243,7 @@ def test_state_round_trip_across_devices():
         on_gpu = LINe(None, w, b).to("cuda").load(f"{tmp}/line.pt")
     assert all(t.device.type == "cpu" for t in held_tensors(on_cpu).values())
     assert on_gpu.device.type == "cuda"
+    assert all(t.device.type == "cuda" for t in held_tensors(on_gpu).values())
     assert_same_state(on_cpu, gpu)
     assert_same_state(on_gpu, gpu)
     assert torch.equal(on_gpu.predict_features(test), gpu.predict_features(test))

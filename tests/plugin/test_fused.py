@@ -1,6 +1,6 @@
 """
-Fused scoring (:mod:`line_plugin.plugin.fused`) against the core's per-class loop. Without a GPU
-the kernel runs through Triton's interpreter: the ``interpreter`` fixture sets
+Fused scoring (:mod:`line_plugin.plugin.fused`) against a per-class loop (the core's algorithm).
+Without a GPU the kernel runs through Triton's interpreter: the ``interpreter`` fixture sets
 ``TRITON_INTERPRET=1`` for one test only (Triton reads it when a kernel is defined, and the
 module defines its interpreted kernel apart, at first use under the interpreter). The tests
 marked ``cuda`` compile the kernel on a GPU and are skipped without one.
@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from line_plugin import LINe
-from line_plugin.core.line import LINe as CoreLINe
 from line_plugin.plugin import fused
 
 pytest.importorskip("triton")
@@ -34,8 +33,13 @@ def interpreter(monkeypatch):
 
 
 def loop(h, pred, w, b, threshold) -> Tensor:
-    """the core's per-class loop"""
-    return CoreLINe._masked_logits(h, pred, w, b, threshold)
+    """the per-class loop of the core's scoring: one masked matrix per predicted class"""
+    z = torch.empty(len(h), len(w), dtype=h.dtype)
+    for label in pred.unique().tolist():
+        rows = pred == label
+        masked = w * (w > threshold[label])
+        z[rows] = h[rows] @ masked.T + (b[rows] if b.dim() == 2 else b)
+    return z
 
 
 def labels(kind: str, batch: int, classes: int, g: torch.Generator) -> Tensor:

@@ -324,7 +324,7 @@ def test_overflow_saturates_and_keeps_the_order():
     # clip=None, no pruning: the energy of logits far beyond float32 and even float64
     det = fitted(0, 0.0, 0.0, None)
     ones = torch.ones(1, NUM_FEATURES)
-    w_sum = det.weight.sum(dim=1)
+    w_sum = det.weight.double().sum(dim=1)  # the weights are float32: summed exactly here
     assert (w_sum.max() > 0).item()  # the logits of positive features grow without bound
     limit32, limit64 = torch.finfo(torch.float32).max, torch.finfo(torch.float64).max
     assert det.predict_features(ones * 3e38).item() == -limit32
