@@ -247,7 +247,7 @@ class Pipeline:
     def _calibration(self, items, tpr: float, source: str, folder, options) -> Calibration:
         scores: List[float] = []
         try:
-            for batch in self._rows(items, None, False, "calibration", options):
+            for batch in self._rows(items, None, True, "calibration", options):
                 scores += [row.score for row in batch.rows]
         except UnreadableImageError as e:
             file, error = e.skipped

@@ -471,7 +471,7 @@ def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
     HTMLParser().feed(text)
     assert text.count("data:image/jpeg;base64,") == 3 * 6  # every gallery holds all 6 images
     assert "&lt;script&gt;.png" in text and "<script>" not in text
-    assert "30 calibration images the backbone has not seen" in text
+    assert "calibrated on 30 unseen images" in text
     for name in BAD_FILES:
         assert name in text
     assert f"wrote {page}" in err
