@@ -9,7 +9,7 @@ it), :mod:`line_plugin.adapter` (classifiers split into features and a linear he
 :mod:`~line_plugin.evaluation` and the command line, :mod:`~line_plugin.cli`.
 """
 
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING
 
 from .plugin.lazy import lazy_exports
 
@@ -34,7 +34,7 @@ __version__ = "0.3.0"
 
 #: exported name -> the sub-package it comes from; imported on first use, so that the command
 #: line answers ``--help`` without loading torch
-__getattr__ = lazy_exports(
+__getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "Calibration": ".pipeline",
@@ -49,7 +49,3 @@ __getattr__ = lazy_exports(
         "split_model": ".adapter",
     },
 )
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -49,19 +49,16 @@ def feature_batches(
 
 
 def compute_features(
-    encoder: Callable[[Tensor], Tensor],
-    images: Union[Dataset, DataLoader],
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    num_workers: int = DEFAULT_WORKERS,
-    device: str = "cpu",
-    desc: str = "features",
-    progress: bool = True,
+    encoder: Callable[[Tensor], Tensor], images: Union[Dataset, DataLoader], **options
 ) -> Tuple[Tensor, Tensor]:
     """
     :func:`feature_batches`, concatenated.
 
+    :param encoder: images to :math:`B \\times D` features
+    :param images: a dataset of ``(image tensor, label)`` or a data loader of such batches
+    :param options: ``batch_size``, ``num_workers``, ``device``, ``desc`` and ``progress`` of
+        :func:`feature_batches`
     :return: float32 features :math:`N \\times D` and int64 labels :math:`N`, on the CPU
     """
-    batches = feature_batches(encoder, images, batch_size, num_workers, device, desc, progress)
-    zs, ys = zip(*batches)
+    zs, ys = zip(*feature_batches(encoder, images, **options))
     return torch.cat(zs), torch.cat(ys)

@@ -51,8 +51,8 @@ def load_backbone(
     """
     :param backbone: a shared model's name, ``ARCH:CHECKPOINT`` (a timm model name or
         ``densenet_bc100``, and a checkpoint file), or a classifier
-    :param transform: for a classifier given as a module: PIL image to input tensor (default:
-        :func:`line_plugin.default_transform`, from timm's data config of the model)
+    :param transform: PIL image to input tensor, of a fixed size (default: a named model's
+        own; for a module, :func:`line_plugin.default_transform`, from timm's data config)
     :param name: for a classifier given as a module: its name (default: its class name)
     :param models_dir: the shared models folder (default: found by
         :func:`line_plugin.data.default_models_dir`)
@@ -64,12 +64,13 @@ def load_backbone(
     """
     if isinstance(backbone, nn.Module):
         model = backbone.eval()
-        transform = transform or default_transform(model)
-        blank = transform(Image.new("RGB", (_BLANK_SIDE, _BLANK_SIDE)))
-        spec = {"input_size": int(blank.shape[-1])}
-        loaded = zoo.ZooModel(name or type(model).__name__, model, transform, spec)
+        loaded = zoo.ZooModel(name or type(model).__name__, model, default_transform(model))
     else:
         loaded = load_zoo_model(str(backbone), models_dir)
+    if transform is not None or isinstance(backbone, nn.Module):
+        loaded.transform = transform or loaded.transform
+        blank = loaded.transform(Image.new("RGB", (_BLANK_SIDE, _BLANK_SIDE)))
+        loaded.spec["input_size"] = int(blank.shape[-1])  # the probe of the split
     loaded.model.to(device)
     size = int(loaded.spec.get("input_size", _BLANK_SIDE))
     return Backbone(

@@ -4,13 +4,25 @@ fit`` and ``line-ood score`` are thin shells over it).
 """
 
 import os
-from typing import Callable, Collection, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from torch import nn
 from torch.utils.data import DataLoader
 from typing_extensions import Self
 
 from .. import data, features
+from ..adapter import Split
 from ..batching import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 from ..calibration import DEFAULT_TPR, check_threshold, check_tpr
 from ..plugin import LINe
@@ -82,8 +94,8 @@ class Pipeline:
         :param backbone: a shared model (``"resnet18"``, :data:`line_plugin.zoo.MODELS`),
             ``"ARCH:CHECKPOINT"`` (a timm model name or ``densenet_bc100``, and a checkpoint
             file), or any classifier ``nn.Module`` (split by :func:`line_plugin.split_model`)
-        :param transform: for a module: PIL image to input tensor (default: from timm's data
-            config of the model, :func:`line_plugin.default_transform`)
+        :param transform: PIL image to input tensor, of a fixed size (default: a named model's
+            own; for a module, from timm's data config, :func:`line_plugin.default_transform`)
         :param classes: the class names by label (default: those of the training data)
         :param name: for a module: the name saved in the file (default: its class name)
         :param models_dir: the shared models folder (default: ``$LINE_OOD_MODELS`` or
@@ -99,7 +111,7 @@ class Pipeline:
     # -- what it holds ---------------------------------------------------------------------------
 
     @property
-    def split(self):
+    def split(self) -> Split:
         """the backbone as encoder and linear head (:class:`line_plugin.Split`), verified"""
         return self.backbone.split
 
@@ -120,7 +132,7 @@ class Pipeline:
         return None if self.calibration is None else self.calibration.threshold
 
     @property
-    def auto(self):
+    def auto(self) -> Optional[Dict[str, Any]]:
         """what preset ``auto`` chose (:meth:`~line_plugin.plugin.auto.AutoChoice.metadata`)"""
         return self.metadata.auto
 
@@ -405,7 +417,7 @@ class Pipeline:
         :param backbone: the backbone the file was fitted for, where it names none or to load
             another copy of it: a name (checked against the file's for shared models) or a
             module
-        :param transform: for a module: PIL image to input tensor
+        :param transform: PIL image to input tensor (default: as for :meth:`from_backbone`)
         :param models_dir: the shared models folder
         :param device: torch device to run on
         :return: the pipeline
@@ -419,7 +431,7 @@ class Pipeline:
             loaded = load_backbone(backbone, transform, name, device=device)
         else:
             name = saved.backbone_name(backbone)
-            loaded = load_backbone(name, models_dir=models_dir, device=device)
+            loaded = load_backbone(name, transform, models_dir=models_dir, device=device)
         detector = LINe(*loaded.split).load_state_dict(saved.state).to(device)
         return cls(loaded, detector, saved.metadata, saved.path)
 

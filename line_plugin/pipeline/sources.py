@@ -52,9 +52,7 @@ def training_data(source: Training, transform: Callable) -> Union[Dataset, DataL
 
 def describe(source: Training, training: Union[Dataset, DataLoader]) -> str:
     """:return: the training data in a few words: its folder, else its type"""
-    dataset = training.dataset if isinstance(training, DataLoader) else training
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
+    dataset = _whole(training)
     root = getattr(dataset, "root", None)
     if root:
         return str(root)
@@ -65,10 +63,7 @@ def describe(source: Training, training: Union[Dataset, DataLoader]) -> str:
 
 def class_names(training: Union[Dataset, DataLoader]) -> Optional[List[str]]:
     """:return: the training data's ``classes`` (followed through subsets), or ``None``"""
-    dataset = training.dataset if isinstance(training, DataLoader) else training
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    classes = getattr(dataset, "classes", None)
+    classes = getattr(_whole(training), "classes", None)
     return [str(c) for c in classes] if classes is not None else None
 
 
@@ -145,3 +140,11 @@ def images_read(
         return images
     files = [f for f in files if str(f) not in exclude]
     return data.ImageFiles(files, transform, input_size)
+
+
+def _whole(training: Union[Dataset, DataLoader]) -> Dataset:
+    # the dataset a loader reads, or a subset is taken from
+    dataset = training.dataset if isinstance(training, DataLoader) else training
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset

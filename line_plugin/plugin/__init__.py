@@ -7,7 +7,7 @@ Its exports are imported on first use (:mod:`.lazy`), so that :mod:`.presets` (t
 gives the command line the preset names without loading torch.
 """
 
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING
 
 from .lazy import lazy_exports
 
@@ -18,11 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = ["LINe", "PRESETS", "read_state", "save_state"]
 
-__getattr__ = lazy_exports(
+__getattr__, __dir__ = lazy_exports(
     __name__,
     {"LINe": ".detector", "PRESETS": ".presets", "read_state": ".state", "save_state": ".state"},
 )
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))

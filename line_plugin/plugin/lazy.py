@@ -6,15 +6,17 @@ until a name of theirs is asked for.
 
 import importlib
 import sys
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 
-def lazy_exports(package: str, exports: Dict[str, str]) -> Callable[[str], Any]:
+def lazy_exports(
+    package: str, exports: Dict[str, str]
+) -> Tuple[Callable[[str], Any], Callable[[], List[str]]]:
     """
     :param package: the importing package's ``__name__``
     :param exports: exported name -> the module it comes from, relative to ``package``
-    :return: the package's ``__getattr__``: imports the name's module on first use and keeps
-        the name in the package
+    :return: the package's ``__getattr__``, which imports a name's module on first use and keeps
+        the name in the package, and its ``__dir__``, which lists the names not yet imported too
     """
 
     def __getattr__(name: str) -> Any:
@@ -24,4 +26,7 @@ def lazy_exports(package: str, exports: Dict[str, str]) -> Callable[[str], Any]:
         setattr(sys.modules[package], name, value)
         return value
 
-    return __getattr__
+    def __dir__() -> List[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__

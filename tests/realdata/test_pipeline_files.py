@@ -53,3 +53,15 @@ def test_a_line_save_file_of_0_3_0(images):
     result = pipe.score(images, progress=False)
     assert result.threshold is None and result.flagged is None
     assert_rows(result.rows, EXPECTED["line"])
+
+
+def test_a_named_backbone_takes_a_transform_of_another_size():
+    from torchvision import transforms as T
+
+    from line_plugin import zoo
+
+    spec = zoo.load_model("resnet18").spec
+    bigger = T.Compose([T.Resize(40), T.ToTensor(), T.Normalize(spec["mean"], spec["std"])])
+    pipe = Pipeline.load(GOLDEN / "state_0_3_0_cli.pt", transform=bigger)
+    assert pipe.backbone.transform is bigger and pipe.backbone.input_size == 40
+    assert Pipeline.from_backbone("resnet18").backbone.input_size == 32  # its own
