@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_folder is not None:
         data.find_images([args.calibration_folder])
     pipe = Pipeline.from_backbone(args.backbone, models_dir=args.models, device=args.device)
-    options = {"batch_size": args.batch_size, "workers": args.workers}
-    options["progress"] = common.show_progress(args)
+    progress = common.show_progress(args)
+    options = {"batch_size": args.batch_size, "workers": args.workers, "progress": progress}
     held_out = 0.0 if args.calibration_folder is not None else args.calibration
     pipe.fit(
         source,
