@@ -66,6 +66,15 @@ def check_tpr(tpr: float) -> float:
     return value
 
 
+def check_threshold(threshold: float) -> float:
+    """
+    :param threshold: a decision threshold given by the user
+    :return: ``threshold`` as a float
+    :raises ValueError: if it is not a finite number
+    """
+    return _number(threshold, "threshold")
+
+
 def calibration_split(
     labels: Optional[ArrayLike], size: int, fraction: float, seed: int = 0
 ) -> Tuple["np.ndarray", "np.ndarray"]:
@@ -153,8 +162,7 @@ def flag(scores: ArrayLike, threshold: float) -> "np.ndarray":
     :return: boolean array, :math:`n`: ``True`` where the score is above the threshold (OOD)
     :raises ValueError: if the threshold is not a finite number
     """
-    threshold = _number(threshold, "threshold")
-    return _scores(scores) > threshold
+    return _scores(scores) > check_threshold(threshold)
 
 
 def _array(values: ArrayLike) -> "np.ndarray":

@@ -24,6 +24,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset
 
+from .catalog import OOD_SETS  # the table of the OOD sets, torch-free
+
 PathLike = Union[str, os.PathLike]
 
 #: CIFAR-10 class names, in label order (the torchvision order).
@@ -39,14 +41,6 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-
-#: Out-of-distribution sets for CIFAR-10: key -> ``npz`` file relative to the data folder.
-OOD_SETS: Dict[str, str] = {
-    "dtd": "ood32/dtd10_32.npz",
-    "imagenet": "ood32/imagenet_sample_32.npz",
-    "mnist": "ood32/mnist_test_32.npz",
-    "fashion_mnist": "ood32/fashion_mnist_test_32.npz",
-}
 
 #: Readable names of the sets in :data:`OOD_SETS`.
 OOD_TITLES: Dict[str, str] = {

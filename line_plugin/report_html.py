@@ -22,12 +22,15 @@ import html
 import io
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .data import read_image
+
+if TYPE_CHECKING:
+    from .pipeline import Row, ScoreResult
 
 #: images in each gallery
 SHOWN = 24
@@ -54,37 +57,33 @@ def check_matplotlib() -> None:
         ) from None
 
 
-def write_report(
-    path, rows: Sequence[Dict], summary: Dict, calibration: Optional[Sequence[float]] = None
-) -> int:
+def write_report(path, result: "ScoreResult") -> int:
     """
     Write the page (see :func:`render`) to ``path``.
 
     :return: its size in bytes
     """
-    page = render(rows, summary, calibration).encode("utf-8")
+    page = render(result).encode("utf-8")
     Path(path).write_bytes(page)
     return len(page)
 
 
-def render(
-    rows: Sequence[Dict], summary: Dict, calibration: Optional[Sequence[float]] = None
-) -> str:
+def render(result: "ScoreResult") -> str:
     """
-    :param rows: the scored images: ``file``, ``score``, ``class`` and, with a threshold, ``ood``
-    :param summary: as in ``line-ood score --format json``: ``state``, ``backbone``,
-        ``threshold``, ``threshold_from``, ``tpr``, ``calibration_source``,
-        ``calibration_images``, ``scored``, ``flagged`` and ``skipped`` (``file``, ``error``)
-    :param calibration: the calibration scores the state keeps, if any
+    :param result: a scoring run (:meth:`line_plugin.Pipeline.score`): its rows, the files
+        skipped, the threshold with where it came from, and the calibration whose scores the
+        histogram shows
     :return: the page, one self-contained HTML document
     """
-    scores = np.asarray([r["score"] for r in rows], dtype=np.float64)
-    threshold = summary.get("threshold")
+    rows = result.rows
+    scores = np.asarray([r.score for r in rows], dtype=np.float64)
+    threshold = result.threshold
+    calibration = None if result.calibration is None else result.calibration.scores
     # stable orders: by score, ties by position, so that equal inputs give equal pages
     order = np.argsort(scores, kind="stable")
     most_ood = order[::-1][:SHOWN]
     most_id = order[:SHOWN]
-    parts = [_HEAD, "<h1>LINe out-of-distribution report</h1>", _summary(summary), _LEGEND]
+    parts = [_HEAD, "<h1>LINe out-of-distribution report</h1>", _summary(result), _LEGEND]
     parts.append(_histogram(scores, calibration, threshold))
     parts.append(_gallery("Most out-of-distribution (highest scores)", rows, most_ood))
     if threshold is None:
@@ -102,19 +101,22 @@ def render(
     return "\n".join(parts)
 
 
-def _summary(summary: Dict) -> str:
-    threshold = summary.get("threshold")
-    if threshold is None:
+def _summary(result: "ScoreResult") -> str:
+    if result.threshold is None:
         decision = "none (no image is flagged)"
     else:
-        decision = f"{threshold:.4f} ({_threshold_source(summary)})"
-    scored, flagged = summary.get("scored", 0), summary.get("flagged")
-    skipped = summary.get("skipped") or []
+        decision = f"{result.threshold:.4f} ({result.origin})"
+    scored, flagged, skipped = result.scored, result.flagged, result.skipped
     share = "" if flagged is None else f" ({100 * flagged / max(scored, 1):.1f} %)"
     items = [
-        ("state", summary.get("state")),
-        ("backbone", summary.get("backbone")),
+        ("state", result.state or "—"),
+        ("backbone", result.backbone),
         ("threshold", decision),
+    ]
+    calibration = result.threshold_calibration
+    if calibration is not None and calibration.tpr is not None:
+        items.append(("calibration images kept", f"{100 * calibration.tpr:g} %"))
+    items += [
         ("images scored", scored),
         ("images skipped (unreadable)", len(skipped)),
         ("images flagged as OOD", "—" if flagged is None else f"{flagged}{share}"),
@@ -123,7 +125,7 @@ def _summary(summary: Dict) -> str:
     out = f"<table class=summary>{cells}</table>"
     if skipped:
         listed = "".join(
-            f"<li><code>{_name(s['file'])}</code>: {_text(s['error'])}</li>"
+            f"<li><code>{_name(s.file)}</code>: {_text(s.error)}</li>"
             for s in skipped[:SKIPPED_SHOWN]
         )
         more = len(skipped) - SKIPPED_SHOWN
@@ -131,17 +133,6 @@ def _summary(summary: Dict) -> str:
             listed += f"<li>and {more} more</li>"
         out += f"<details open><summary>Skipped files</summary><ul>{listed}</ul></details>"
     return out
-
-
-def _threshold_source(summary: Dict) -> str:
-    if summary.get("threshold_from") == "--threshold":
-        return "given by --threshold"
-    n = summary.get("calibration_images")
-    tpr = summary.get("tpr")
-    keeps = f"keeps {100 * tpr:g} % of " if tpr is not None else "set on "
-    if summary.get("calibration_source") == "folder":
-        return f"{keeps}{n} calibration images the backbone has not seen"
-    return f"{keeps}{n} held-out training images"
 
 
 def _histogram(
@@ -184,19 +175,19 @@ def _histogram(
     return f'<h2>Scores</h2><img class=hist alt="{alt}" src="data:image/png;base64,{data}">'
 
 
-def _gallery(title: str, rows: Sequence[Dict], chosen: np.ndarray) -> str:
+def _gallery(title: str, rows: Sequence["Row"], chosen: np.ndarray) -> str:
     cards: List[str] = []
     for i in chosen.tolist():
         row = rows[i]
-        if "ood" in row:
-            decision = "OOD" if row["ood"] else "ID"
+        if row.ood is not None:
+            decision = "OOD" if row.ood else "ID"
         else:
             decision = "no threshold"
-        name = str(row["file"])
+        name = str(row.file)
         cards.append(
             f'<figure class="{decision.replace(" ", "-")}">{_thumbnail(name)}'
             f'<figcaption><code title="{_name(name)}">{_name(Path(name).name)}</code>'
-            f"<br>score {row['score']:.4f}<br>{_text(row['class'])}"
+            f"<br>score {row.score:.4f}<br>{_text(row.class_name)}"
             f"<br><b>{decision}</b></figcaption></figure>"
         )
     return f"<h2>{_text(title)}</h2><div class=grid>{''.join(cards)}</div>"

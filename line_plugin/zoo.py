@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .adapter import Split, data_config, default_transform, split_model
+from .catalog import MODELS  # the table of the shared models, torch-free
 from .data import default_models_dir
 
 #: Input normalisation of the DICE DenseNet-BC-100 (pixels in [0, 1]).
@@ -139,30 +140,6 @@ class ZooModel:
     transform: Callable
     spec: Dict = field(default_factory=dict)
 
-
-#: Known model names -> (file relative to the models folder, one-line description).
-MODELS: Dict[str, Tuple[str, str]] = {
-    "densenet_bc100": (
-        "cifar10_jpeg/densenet_bc100.pt",
-        "DenseNet-BC-100 (DICE/LINe 'DenseNet-101'), fine-tuned on JPEG CIFAR-10; 90.7 %",
-    ),
-    "densenet_bc100_dice": (
-        "dice_densenet_bc100/cifar10.pth.tar",
-        "DenseNet-BC-100, the original DICE CIFAR-10 checkpoint (lossless training); 82.3 %",
-    ),
-    "resnet18": (
-        "cifar10_jpeg/timm_resnet18.pt",
-        "timm resnet18, trained on JPEG CIFAR-10; 84.3 %",
-    ),
-    "vit_tiny": (
-        "cifar10_jpeg/timm_vit_tiny_patch4_32.pt",
-        "timm vit_tiny (patch 4, 32 px), trained on JPEG CIFAR-10; 78.3 %",
-    ),
-    "convnext_atto": (
-        "cifar10_jpeg/timm_convnext_atto.pt",
-        "timm convnext_atto, trained on JPEG CIFAR-10; 72.7 %",
-    ),
-}
 
 _DICE_SPEC = {
     "arch": "densenet_bc100",

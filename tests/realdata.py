@@ -9,7 +9,7 @@ from typing import Callable, Tuple
 from torch import Tensor
 
 from line_plugin import data, zoo
-from line_plugin.evaluation.features import compute_features
+from line_plugin.features import compute_features
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,10 +10,10 @@ Sub-commands, one module each:
 - ``line-ood score`` (:mod:`.score`, rows written by :mod:`.rows`): score image files with a
   saved state, as CSV or JSON, and optionally an HTML page (:mod:`line_plugin.report_html`).
 
-:mod:`.common` holds what they share: options, argument types, loading a backbone, scoring a
-dataset. The commands parse arguments, load backbones and data through :mod:`line_plugin.zoo`
-and :mod:`line_plugin.data`, call the public API of :class:`line_plugin.LINe` and print. Nothing
-heavy is imported before the arguments are parsed. Errors from the package
+:mod:`.common` holds what they share: options and argument types. ``fit`` and ``score`` are thin
+shells over :class:`line_plugin.Pipeline`: arguments in, the object's calls, output out; no
+``argparse.Namespace`` goes below the CLI's own modules. Nothing heavy is imported before the
+arguments are parsed. Errors from the package
 (:class:`ValueError`, :class:`FileNotFoundError`, :class:`KeyError`, ...) end in one line
 ``line-ood: error: ...`` on stderr and exit status 1; argparse errors exit with 2; ``score``
 exits with 3 when it skipped unreadable files, and an interrupted run with 130.
@@ -24,8 +24,9 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
+from ..messages import first_line
 from . import benchmark, fit, score
-from .common import PROG, USER_ERRORS, first_line
+from .common import PROG, USER_ERRORS
 
 __all__ = ["build_parser", "main"]
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, TextIO
 
+from ..catalog import OOD_SETS
 from . import common
 
 EXAMPLES = """examples:
@@ -23,12 +24,13 @@ backbone and sizes takes seconds."""
 def run(args: argparse.Namespace) -> int:
     """``line-ood benchmark``: print AUROC and FPR95 tables of the detectors."""
     from ..evaluation import check_detector_names
+    from ..pipeline.backbone import load_zoo_model
 
     data_dir = common.data_root(args.data)
     _check_writable_dir(args.report)
     if args.detectors is not None:  # before the model is loaded
         check_detector_names(args.detectors)
-    model = common.load_zoo_model(args.backbone, args.models)
+    model = load_zoo_model(args.backbone, args.models)
     if ":" in model.name:  # the name makes report file names: ARCH-FILESTEM, no path
         arch, _, path = model.name.partition(":")
         model.name = f"{arch}-{Path(path).stem}"
@@ -176,10 +178,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--ood",
         nargs="+",
-        choices=list(common.OOD_SETS),
-        default=list(common.OOD_SETS),
+        choices=list(OOD_SETS),
+        default=list(OOD_SETS),
         metavar="SET",
-        help=f"OOD sets (default: all of {', '.join(common.OOD_SETS)})",
+        help=f"OOD sets (default: all of {', '.join(OOD_SETS)})",
     )
     p.add_argument(
         "--detectors",

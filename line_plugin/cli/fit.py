@@ -1,7 +1,8 @@
 """
 ``line-ood fit``: fit LINe for a backbone on a training set and save its state, with the
 backbone's name, the class names and the training data as metadata (the detector's own file
-format, :meth:`line_plugin.LINe.save`), for ``line-ood score``.
+format, :meth:`line_plugin.LINe.save`), for ``line-ood score``: a thin shell over
+:class:`line_plugin.Pipeline` (``from_backbone``, ``fit``, ``calibrate``, ``save``).
 
 The threshold of ``line-ood score`` keeps an ID true-positive rate (``--tpr``, see
 :func:`line_plugin.calibration.threshold_at_tpr`) of calibration images: in-distribution images
@@ -17,16 +18,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional
 
 from ..calibration import DEFAULT_FRACTION, DEFAULT_TPR
+from ..messages import plural
+from ..plugin.presets import PRESET_NAMES
 from . import common
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
-    from .. import LINe
-    from ..adapter import Split
+    from ..pipeline import Pipeline
 
 
 EXAMPLES = """examples:
@@ -74,213 +74,97 @@ for other presets), "threshold", "tpr", "calibration_images"}."""
 #: default of ``--clip``: not given (``None`` means "no clipping")
 UNSET = object()
 
-#: the warning of a threshold calibrated on training images
-TRAINING_WARNING = (
-    "warning: the threshold is calibrated on held-out training images, which the backbone was "
-    "trained on: new in-distribution images may be flagged more often than {rate:g} %; "
-    "pass --calibration-folder DIR with in-distribution images it has not seen"
-)
-
 
 def run(args: argparse.Namespace) -> int:
     """``line-ood fit``: fit LINe on a training set, calibrate its threshold, save its state."""
-    from torch.utils.data import DataLoader
-
     from .. import data
-
-    common.check_output(args.out)
+    from ..pipeline import Pipeline
     from ..plugin.presets import resolve_preset
 
-    preset = resolve_preset(args.preset, hyperparameters(args))  # before anything is loaded
-    check_training_source(args.data, args.train_folder)  # all fails before the model is loaded
-    unseen = None
+    # every mistake that can be seen before the model is loaded fails first
+    common.check_output(args.out)
+    given = hyperparameters(args)
+    resolve_preset(args.preset, given)
+    source = training_source(args.data, args.train_folder)
     if args.calibration_folder is not None:
-        unseen = data.find_images([args.calibration_folder])
-    model, split = common.load_backbone(args.backbone, args.models, args.device)
-    detector = make_detector(split, preset, **hyperparameters(args)).to(args.device)
-    dataset = training_set(args.data, args.train_folder, model.transform)
-    source = str(getattr(dataset, "root", None) or args.train_folder or args.data)
-    if args.fit_samples is not None:
-        dataset = data.subset(dataset, args.fit_samples, seed=args.seed)
-    fraction = 0.0 if unseen is not None else args.calibration
-    fit_set, held_out = calibration_sets(dataset, fraction, args.seed)
-    loader = DataLoader(fit_set, batch_size=args.batch_size, num_workers=args.workers)
-    detector.fit(loader, progress=common.show_progress(args))
-    metadata = {"backbone": model.name, "classes": class_names(dataset), "source": source}
-    metadata["fit_images"] = int(detector.class_counts.sum())  # less what auto held out
-    calibrated = ""
-    if unseen is not None:
-        images = data.ImageFiles(unseen, model.transform, int(model.spec.get("input_size", 32)))
-        metadata.update(calibrate(detector, split, images, "folder", args))
-        calibrated = f"{len(images)} images of {args.calibration_folder}"
-    elif held_out is not None:
-        metadata.update(calibrate(detector, split, held_out, "training", args))
-        calibrated = f"{len(held_out)} held-out training images"
-    if calibrated:
-        calibrated = (
-            f"; threshold {metadata['threshold']:.4f} keeps {100 * args.tpr:g} % of {calibrated}"
-        )
-    metadata["preset"] = preset
-    detector.save(args.out, **metadata)
+        data.find_images([args.calibration_folder])
+    pipe = Pipeline.from_backbone(args.backbone, models_dir=args.models, device=args.device)
+    progress = common.show_progress(args)
+    options = {"batch_size": args.batch_size, "workers": args.workers, "progress": progress}
+    held_out = 0.0 if args.calibration_folder is not None else args.calibration
+    pipe.fit(
+        source,
+        args.preset,
+        fit_samples=args.fit_samples,
+        calibration=held_out,
+        tpr=args.tpr,
+        seed=args.seed,
+        **options,
+        **given,
+    )
+    if args.calibration_folder is not None:
+        pipe.calibrate(args.calibration_folder, args.tpr, **options)
+    pipe.save(args.out)
+    print_summary(pipe, args.out, args.format)
+    return 0
+
+
+def print_summary(pipe: "Pipeline", out: str, format: str) -> None:
+    """print what was fitted: the text summary on stderr, or ``--format json`` on stdout"""
+    detector, metadata, calibration = pipe.detector, pipe.metadata, pipe.calibration
     choice = detector.auto_choice
-    if args.format == "json":
-        print(json.dumps(fit_summary(detector, metadata, args.out), indent=2))
+    if format == "json":
+        print(json.dumps(fit_summary(pipe, out), indent=2))
     elif choice is not None:
         print(choice.summary(), file=sys.stderr)
         if choice.signed:
             print(choice.signed_note(), file=sys.stderr)
+    calibrated = "" if calibration is None else f"; {calibration.summary()}"
     print(
         f"fitted LINe (p_a={detector.p_a:g}, p_w={detector.p_w:g}, clip={detector.clip}) for "
-        f"{model.name} on {common.plural(metadata['fit_images'], 'image')} of {source}"
-        f"{calibrated}; saved {args.out}",
+        f"{metadata.backbone} on {plural(metadata.fit_images, 'image')} of {metadata.source}"
+        f"{calibrated}; saved {out}",
         file=sys.stderr,
     )
-    if metadata.get("calibration_source") == "training":
-        rate = round(100 * (1 - args.tpr), 6)
-        print(f"{common.PROG}: {TRAINING_WARNING.format(rate=rate)}", file=sys.stderr)
-    return 0
+    caveat = None if calibration is None else calibration.caveat()
+    if caveat is not None:
+        print(f"{common.PROG}: warning: {caveat}", file=sys.stderr)
 
 
-def calibrate(detector: "LINe", split: "Split", images: "Dataset", origin: str, args) -> Dict:
-    """
-    :param detector: the fitted detector
-    :param split: the backbone's encoder and head
-    :param images: the calibration images (see :func:`calibration_scores`)
-    :param origin: ``"folder"`` (``--calibration-folder``) or ``"training"`` (held out)
-    :param args: with ``tpr``, ``calibration_folder`` and the options of scoring
-    :return: the metadata of the threshold: ``threshold``, ``tpr``, ``calibration_source``,
-        ``calibration_images``, ``calibration_folder`` (from a folder) and
-        ``calibration_scores``
-    """
-    from ..calibration import threshold_at_tpr
-
-    scores = calibration_scores(detector, split, images, args)
-    out = {"threshold": threshold_at_tpr(scores, args.tpr), "tpr": args.tpr}
-    out.update(calibration_source=origin, calibration_images=len(scores))
-    if origin == "folder":
-        out["calibration_folder"] = str(args.calibration_folder)
-    out["calibration_scores"] = scores.tolist()
-    return out
-
-
-def calibration_scores(detector: "LINe", split: "Split", images: "Dataset", args):
-    """
-    :param detector: the fitted detector
-    :param split: the backbone's encoder and head
-    :param images: calibration images: held-out training images, or
-        :class:`line_plugin.data.ImageFiles` (whose status 1 marks a file that cannot be read)
-    :param args: with ``batch_size``, ``workers``, ``device`` and ``quiet``
-    :return: their outlier scores, :math:`n`
-    :raises ValueError: if a calibration image cannot be read (a calibration must see every
-        image it promises for)
-    """
-    import torch
-
-    from .. import data
-
-    scores = []
-    for batch, _, status in common.score_batches(detector, split, images, args, "calibration"):
-        if isinstance(images, data.ImageFiles) and bool(status.any()):
-            item = len(torch.cat(scores)) if scores else 0
-            item += int(status.nonzero()[0])
-            path = str(images.files[item])
-            raise ValueError(f"cannot read calibration image {path!r}: {images.error(item)}")
-        scores.append(batch)
-    return torch.cat(scores)
-
-
-def fit_summary(detector: "LINe", metadata: Dict, out: str) -> Dict:
+def fit_summary(pipe: "Pipeline", out: str) -> Dict:
     """:return: the object of ``--format json`` (see the epilog)"""
-    choice = detector.auto_choice
+    metadata, calibration = pipe.metadata, pipe.calibration
     return {
         "state": str(out),
-        **{k: metadata.get(k) for k in ("backbone", "source", "fit_images", "preset")},
-        "hyperparameters": detector.hyperparameters,
-        "auto": None if choice is None else choice.metadata(),
-        **{k: metadata.get(k) for k in ("threshold", "tpr", "calibration_images")},
-        "calibration_source": metadata.get("calibration_source"),
+        "backbone": metadata.backbone,
+        "source": metadata.source,
+        "fit_images": metadata.fit_images,
+        "preset": metadata.preset,
+        "hyperparameters": pipe.detector.hyperparameters,
+        "auto": metadata.auto,
+        "threshold": None if calibration is None else calibration.threshold,
+        "tpr": None if calibration is None else calibration.tpr,
+        "calibration_images": None if calibration is None else calibration.images,
+        "calibration_source": None if calibration is None else calibration.source,
     }
 
 
-def calibration_sets(
-    dataset: "Dataset", fraction: float, seed: int
-) -> Tuple["Dataset", Optional["Dataset"]]:
+def training_source(data_dir: Optional[str], train_folder: Optional[str]) -> Path:
     """
-    :param dataset: the training images, with labels (see :func:`line_plugin.data.labels_of`)
-    :param fraction: share held out for the calibration (``--calibration``); 0: none
-    :param seed: seed of the choice (``--seed``)
-    :return: the images to fit on and the held-out ones (``None`` if ``fraction`` is 0),
-        disjoint and stratified by class (:func:`line_plugin.calibration.calibration_split`)
-    :raises ValueError: if the split leaves no image on either side
-    """
-    from torch.utils.data import Subset
-
-    from .. import data
-    from ..calibration import calibration_split
-
-    if fraction == 0:
-        return dataset, None
-    fit, held_out = calibration_split(data.labels_of(dataset), len(dataset), fraction, seed)
-    return Subset(dataset, fit.tolist()), Subset(dataset, held_out.tolist())
-
-
-def make_detector(split: "Split", preset: Optional[str], **hyperparameters) -> "LINe":
-    """
-    :param split: the backbone's encoder and head
-    :param preset: ``"auto"``, a key of :data:`line_plugin.PRESETS`, or ``None`` (the
-        constructor's defaults)
-    :param hyperparameters: ``p_a``, ``p_w``, ``clip``, ``clip_quantile``, overriding the
-        preset's (not with ``"auto"``)
-    :return: the unfitted detector
-    :raises ValueError: for an unknown preset or bad values (the library's own checks)
-    """
-    from .. import LINe
-
-    encoder, weight, bias = split.encoder, split.weight, split.bias
-    if preset is None:
-        detector = LINe(encoder, weight, bias)
-    else:
-        detector = LINe.from_preset(preset, encoder, weight, bias)
-    return detector.set_hyperparameters(**hyperparameters)
-
-
-def training_set(
-    data_dir: Optional[str], train_folder: Optional[str], transform: Callable
-) -> "Dataset":
-    """
-    :param data_dir: data folder holding ``cifar10_jpeg`` (``--data``), checked by
-        :func:`check_training_source`
+    :param data_dir: the data folder holding ``cifar10_jpeg`` (``--data``; default: the shared
+        one)
     :param train_folder: an image folder (one sub-folder per class), torchvision's CIFAR-10
         folder or a JPEG pack folder (``--train-folder``); takes precedence over ``data_dir``
-    :param transform: applied to every image
-    :return: the training set, with ``targets``
-    :raises FileNotFoundError: if the folder holds no training set
+    :return: the folder to fit on
+    :raises FileNotFoundError: if the training folder or the data folder is missing
     """
-    from .. import data
+    from ..pipeline.sources import training_folder
 
     if train_folder is not None:
-        return data.open_cifar10(train_folder, "train", transform)
+        return training_folder(train_folder)
     root = common.data_root(data_dir)
     pack = root / "cifar10_jpeg"
-    return data.open_cifar10(pack if pack.is_dir() else root, "train", transform)
-
-
-def check_training_source(data_dir: Optional[str], train_folder: Optional[str]) -> None:
-    """:raises FileNotFoundError: if the training folder or the data folder is missing"""
-    if train_folder is None:
-        common.data_root(data_dir)
-    elif not Path(train_folder).is_dir():
-        raise FileNotFoundError(f"training folder {train_folder!r} does not exist")
-
-
-def class_names(dataset: "Dataset") -> Optional[List[str]]:
-    """:return: the dataset's ``classes`` (followed through subsets), or ``None``"""
-    from torch.utils.data import Subset
-
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    classes = getattr(dataset, "classes", None)
-    return [str(c) for c in classes] if classes is not None else None
+    return pack if pack.is_dir() else root
 
 
 def hyperparameters(args: argparse.Namespace) -> Dict:
@@ -339,7 +223,7 @@ def add_parser(sub) -> None:
     source.add_argument("--train-folder", metavar="DIR", help="train on this folder instead")
     p.add_argument(
         "--preset",
-        choices=list(common.PRESETS),
+        choices=list(PRESET_NAMES),
         default=None,
         help="auto: chosen from the training data (the default without --p-a, --p-w, --clip, "
         "--clip-quantile); or the paper's settings (cifar10: p_a 0.9, p_w 0.9, clip 1.0)",

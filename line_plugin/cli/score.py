@@ -3,7 +3,8 @@
 :meth:`line_plugin.LINe.save`, given ``--backbone``), and flag those above the state's
 threshold; as CSV (``file``, ``score``, ``class``, ``ood``) or JSON, written as batches finish,
 with a one-line summary on stderr, and optionally an HTML page to look at
-(:mod:`line_plugin.report_html`).
+(:mod:`line_plugin.report_html`). A thin shell over :class:`line_plugin.Pipeline` (``load``,
+``score_batches``, ``result``, ``report``).
 
 A file that cannot be read (empty, no image, cut short) costs its own row only: it is reported
 on stderr and in the summary (JSON: ``skipped``), and the exit status is :data:`SKIPPED`
@@ -15,10 +16,14 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List
 
+from ..messages import plural
 from . import common
 from .rows import FORMATS, RowWriter, read_rows
+
+if TYPE_CHECKING:
+    from ..pipeline import Row, ScoreResult
 
 #: exit status: every image scored
 OK = 0
@@ -58,96 +63,51 @@ files skipped; {FAILED} error (or no file could be read; with --strict, any unre
 
 def run(args: argparse.Namespace) -> int:
     """``line-ood score``: score image files with a saved state; CSV or JSON and a summary."""
-    from .. import LINe, data
-    from ..plugin.state import read_state
+    from .. import data
+    from ..pipeline import Pipeline, UnreadableImageError, file
 
     check_options(args)
-    state, metadata = read_state(args.state)
-    name = backbone_name(metadata, args.backbone, args.state)
-    threshold, source = decision_threshold(metadata, args.threshold, args.state)
+    saved = file.read(args.state)
     files = data.find_images(args.images)
+    pipe = Pipeline.load(saved, args.backbone, models_dir=args.models, device=args.device)
+    threshold = pipe.decision_threshold(args.threshold)
     done = previous_rows(args, threshold is not None)
-    model, split = common.load_backbone(name, args.models, args.device)
-    detector = LINe(split.encoder, split.weight, split.bias)
-    detector.load_state_dict(state).to(args.device)
-    classes = metadata.get("classes")
-    if classes is None or len(classes) != len(split.weight):
-        classes = None
-    scored = {row["file"] for row in done}
-    todo = [f for f in files if str(f) not in scored]
-    dataset = data.ImageFiles(todo, model.transform, int(model.spec.get("input_size", 32)))
-    summary = {"state": str(args.state), "backbone": model.name, "threshold": threshold}
-    summary.update(threshold_from=source, **calibration_facts(metadata, source))
+    batches = pipe.score_batches(
+        files,
+        args.threshold,
+        strict=args.strict,
+        exclude={row.file for row in done},
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=common.show_progress(args),
+    )
     rows, skipped = list(done), []
     stream = sys.stdout if args.out is None else open(args.out, "w", encoding="utf-8")
     try:
         writer = RowWriter(stream, args.format, with_ood=threshold is not None)
-        writer.write(done)
-        for batch, unreadable in scored_batches(
-            detector, split, dataset, args, threshold, classes
-        ):
-            writer.write(batch)
-            rows += batch
-            skipped += unreadable
-        summary.update(totals(rows, skipped, threshold))
-        writer.finish(summary)
+        writer.write([row.as_dict() for row in done])
+        for batch in batches:
+            for s in batch.skipped:
+                print(f"{common.PROG}: skipped {s.file!r}: {s.error}", file=sys.stderr)
+            writer.write([row.as_dict() for row in batch.rows])
+            rows += batch.rows
+            skipped += batch.skipped
+        result = pipe.result(rows, skipped, args.threshold)
+        writer.finish(summary(result))
+    except UnreadableImageError as e:
+        raise ValueError(f"{e} (--strict)") from None
     finally:
         if stream is not sys.stdout:
             stream.close()
     if args.out is not None:
         print(f"wrote {args.out}", file=sys.stderr)
     if args.report is not None:
-        from ..report_html import write_report
-
-        size = write_report(args.report, rows, summary, metadata.get("calibration_scores"))
+        size = pipe.report(args.report, result)
         print(f"wrote {args.report} ({size / 1e6:.2f} MB)", file=sys.stderr)
-    print(summary_line(summary), file=sys.stderr)
+    print(summary_line(result), file=sys.stderr)
     if skipped and not rows:
-        raise ValueError(f"no image could be read ({common.plural(len(skipped), 'file')} skipped)")
+        raise ValueError(f"no image could be read ({plural(len(skipped), 'file')} skipped)")
     return SKIPPED if skipped else OK
-
-
-def scored_batches(
-    detector, split, dataset, args: argparse.Namespace, threshold: Optional[float], classes
-) -> Iterator[Tuple[List[Dict], List[Dict]]]:
-    """
-    :param detector: the fitted detector
-    :param split: the backbone's encoder and head
-    :param dataset: :class:`line_plugin.data.ImageFiles`
-    :param args: with ``strict`` and the options of :func:`.common.score_batches`
-    :param threshold: flag scores above it (:func:`line_plugin.calibration.flag`), or ``None``
-    :param classes: class names by label, or ``None``
-    :return: per batch, the rows of the images read and ``{"file", "error"}`` of the files that
-        could not be read (each also reported on stderr)
-    :raises ValueError: with ``--strict``, at the first file that cannot be read
-    """
-    from ..calibration import flag
-
-    position = 0
-    for scores, labels, status in common.score_batches(detector, split, dataset, args):
-        rows, skipped = [], []
-        ood = [None] * len(scores) if threshold is None else flag(scores, threshold).tolist()
-        for score, label, bad, is_ood in zip(
-            scores.tolist(), labels.tolist(), status.tolist(), ood
-        ):
-            path = str(dataset.files[position])
-            position += 1
-            if bad:
-                error = dataset.error(position - 1) or "cannot be read"
-                if args.strict:
-                    raise ValueError(f"cannot read image {path!r}: {error} (--strict)")
-                skipped.append({"file": path, "error": error})
-                print(f"{common.PROG}: skipped {path!r}: {error}", file=sys.stderr)
-                continue
-            row = {
-                "file": path,
-                "score": score,
-                "class": classes[label] if classes else str(label),
-            }
-            if is_ood is not None:
-                row["ood"] = is_ood
-            rows.append(row)
-        yield rows, skipped
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -177,106 +137,53 @@ def check_options(args: argparse.Namespace) -> None:
         check_matplotlib()
 
 
-def previous_rows(args: argparse.Namespace, with_ood: bool) -> List[Dict]:
+def previous_rows(args: argparse.Namespace, with_ood: bool) -> List["Row"]:
     """:return: with ``--resume``, the rows already in ``--out`` (none if it does not exist)"""
+    from ..pipeline import Row
+
     if not args.resume or not Path(args.out).exists():
         return []
-    return read_rows(Path(args.out), args.format, with_ood)
+    return [Row.from_dict(row) for row in read_rows(Path(args.out), args.format, with_ood)]
 
 
-def calibration_facts(metadata: Dict, source: Optional[str]) -> Dict:
-    """
-    :return: ``tpr``, ``calibration_source`` (``"training"``: held-out training images,
-        ``"folder"``: images the backbone has not seen) and ``calibration_images`` of the
-        state's threshold; ``None`` each where the threshold is not the state's
-    """
-    if source != "state":
-        return {"tpr": None, "calibration_source": None, "calibration_images": None}
+def summary(result: "ScoreResult") -> Dict:
+    """:return: the summary of ``--format json`` (see the epilog)"""
+    calibration = result.threshold_calibration
+    threshold_from = None
+    if result.threshold is not None:
+        threshold_from = "--threshold" if result.given else "state"
     return {
-        "tpr": metadata.get("tpr"),
-        "calibration_source": metadata.get("calibration_source", "training"),
-        "calibration_images": metadata.get("calibration_images"),
+        "state": result.state,
+        "backbone": result.backbone,
+        "threshold": result.threshold,
+        "threshold_from": threshold_from,
+        "tpr": None if calibration is None else calibration.tpr,
+        "calibration_source": None if calibration is None else calibration.source,
+        "calibration_images": None if calibration is None else calibration.images,
+        "scored": result.scored,
+        "flagged": result.flagged,
+        "skipped": [s.as_dict() for s in result.skipped],
     }
 
 
-def totals(rows: List[Dict], skipped: List[Dict], threshold: Optional[float]) -> Dict:
-    """:return: ``scored``, ``flagged`` (``None`` without a threshold) and ``skipped``"""
-    flagged = None if threshold is None else sum(1 for r in rows if r["ood"])
-    return {"scored": len(rows), "flagged": flagged, "skipped": skipped}
-
-
-def decision_threshold(
-    metadata: Dict, threshold: Optional[float], path: str
-) -> Tuple[Optional[float], Optional[str]]:
+def summary_line(result: "ScoreResult") -> str:
     """
-    :param metadata: of the state file
-    :param threshold: ``--threshold``, or ``None``
-    :param path: the state file, for the message
-    :return: the threshold and where it comes from (``"--threshold"``, ``"state"``), or
-        ``None, None`` if neither gives one
-    :raises ValueError: if the state's threshold is not a finite number
-    """
-    if threshold is not None:
-        return threshold, "--threshold"
-    saved = metadata.get("threshold")
-    if saved is None:
-        return None, None
-    if isinstance(saved, bool) or not isinstance(saved, (int, float)) or not math.isfinite(saved):
-        raise ValueError(f"{path!r} holds a threshold that is no finite number: {saved!r}")
-    return float(saved), "state"
-
-
-def summary_line(summary: Dict) -> str:
-    """
-    :param summary: as written by ``--format json``
     :return: the one line printed on stderr: images scored, flagged and skipped, the threshold
-        and where it came from, or why none is flagged
+        and where it came from (:meth:`line_plugin.Calibration.describe`), or why none is
+        flagged
     """
-    head = f"scored {common.plural(summary['scored'], 'image')} with {summary['state']}"
-    skipped = len(summary.get("skipped") or [])
-    tail = f"; skipped {common.plural(skipped, 'unreadable file')}" if skipped else ""
-    if summary["threshold"] is None:
+    head = f"scored {plural(result.scored, 'image')} with {result.state}"
+    skipped = len(result.skipped)
+    tail = f"; skipped {plural(skipped, 'unreadable file')}" if skipped else ""
+    if result.threshold is None:
         return (
             f"{head}; no threshold in the state, so no ood column: pass --threshold T, "
             f"or fit with --calibration F{tail}"
         )
-    share = 100 * summary["flagged"] / max(summary["scored"], 1)
+    share = 100 * result.flagged / max(result.scored, 1)
     return (
-        f"{head}: {summary['flagged']} flagged as OOD ({share:.1f} %) at threshold "
-        f"{summary['threshold']:.4f} ({threshold_source(summary)}){tail}"
-    )
-
-
-def threshold_source(summary: Dict) -> str:
-    """:return: where the summary's threshold comes from, in words"""
-    if summary["threshold_from"] == "--threshold":
-        return "from --threshold"
-    n = summary.get("calibration_images")
-    if summary.get("calibration_source") == "folder":
-        return f"calibrated on {common.plural(n, 'unseen image')}"
-    return f"calibrated on {n} held-out training images"
-
-
-def backbone_name(metadata: Dict, name: Optional[str], path: str) -> str:
-    """
-    :param metadata: of the state file (:func:`line_plugin.plugin.state.read_state`)
-    :param name: ``--backbone``, or ``None`` for the one the state was fitted for
-    :param path: the state file, for the messages
-    :return: the backbone to score with
-    :raises ValueError: if the state was fitted for a shared model of another name (for
-        ``ARCH:CHECKPOINT`` names, loading the state checks the head's weights instead), or if
-        neither the state nor ``--backbone`` names one
-    """
-    fitted = metadata.get("backbone")
-    if fitted is None:
-        if name is None:
-            raise ValueError(f"{path!r} names no backbone: pass --backbone")
-        return name
-    if name is None or fitted == name or ":" in fitted or ":" in name:
-        return name or fitted
-    raise ValueError(
-        f"{path!r} was fitted for backbone {fitted!r}, not {name!r}: "
-        f"pass --backbone {fitted} or fit again"
+        f"{head}: {result.flagged} flagged as OOD ({share:.1f} %) at threshold "
+        f"{result.threshold:.4f} ({result.origin}){tail}"
     )
 
 

@@ -5,14 +5,13 @@ benchmark (:class:`CIFAR10Benchmark`), every detector on the same cached feature
 The runner, :func:`compare_detectors`, takes one backbone through one path: split the classifier
 into encoder and linear head (:func:`line_plugin.zoo.split_backbone`); take the images of the
 fit subset, the validation split and the test sets (:mod:`.cifar10`, :mod:`.synthetic`); extract
-their features once (cached on disk, see :func:`cache_dir`; :mod:`.features`); fit every detector
-on the fit features, tune those with a ``hyperparameter_space`` by
-:class:`pytorch_ood.utils.GridSearch` on the validation split only (:mod:`.baselines`), and score
-the test sets (:func:`metrics`); return a :class:`ComparisonResult` (:mod:`.report`).
-:class:`FeatureBenchmark` runs a detector on cached features through pytorch-ood's
-:meth:`~pytorch_ood.benchmark.Benchmark.evaluate`, with the same metrics. The validation split is a
-held-out part of the training set (ID) and synthetic OOD images (noise and tile-shuffled training
-images), none of them in a test set.
+their features once (:mod:`line_plugin.features`, cached on disk by :mod:`.features`, see
+:func:`cache_dir`); fit every detector on the fit features, tune those with a
+``hyperparameter_space`` by :class:`pytorch_ood.utils.GridSearch` on the validation split only
+(:mod:`.baselines`), and score the test sets (:func:`metrics`); return a
+:class:`ComparisonResult` (:mod:`.report`). The validation split is a held-out part of the
+training set (ID) and synthetic OOD images (noise and tile-shuffled training images), none of
+them in a test set.
 
 Records carry pytorch-ood's metrics (OOD positive, ``FPR95TPR``: share of ID flagged when 95 % of
 the OOD samples are caught) and the ``FPR95`` of the LINe, DICE and ReAct papers
@@ -36,7 +35,7 @@ from .baselines import (
     tune,
 )
 from .cifar10 import CIFAR10Benchmark, Sizes
-from .features import FeatureBenchmark, cache_dir, cached_features, compute_features
+from .features import cache_dir, cached_features
 from .metrics import fpr_at_id_tpr, metrics
 from .report import (
     ComparisonResult,
@@ -53,7 +52,6 @@ __all__ = [
     "BASELINES",
     "CIFAR10Benchmark",
     "ComparisonResult",
-    "FeatureBenchmark",
     "GaussianNoise",
     "Jigsaw",
     "Sizes",
@@ -63,7 +61,6 @@ __all__ = [
     "cached_features",
     "check_detector_names",
     "compare_detectors",
-    "compute_features",
     "detector_names",
     "fit_detector",
     "fpr_at_id_tpr",

@@ -1,9 +1,13 @@
 """
-The application's imports run one way: the CLI over the evaluation over zoo and data; inside the
-evaluation, each module imports only those before it in the flow (data sets, features, baseline
-detectors, the table of known collapses, the report, the runner). Read from the sources, so that
-a lazy import inside a function counts too.
+The application's imports run one way: the CLI over the pipeline and the evaluation, both over
+the feature extractor, zoo and data; inside the evaluation, each module imports only those
+before it in the flow (data sets, features, baseline detectors, the table of known collapses,
+the report, the runner). Read from the sources, so that a lazy import inside a function counts
+too.
 """
+
+import subprocess
+import sys
 
 import pytest
 from imports import PACKAGE
@@ -61,7 +65,33 @@ def test_data_and_zoo_import_no_evaluation_or_cli(name):
 
 
 def test_features_and_report_do_not_reach_back():
-    # the cache keys are generic: features.py needs no dataset class of the benchmark
-    assert not imported(PACKAGE / "evaluation" / "features.py")
+    # the cache keys are generic: features.py needs no dataset class of the benchmark, only the
+    # package's one feature extractor
+    assert imported(PACKAGE / "evaluation" / "features.py") == {"line_plugin.features"}
     # the result type lives with its rendering: report.py does not import the runner
     assert "line_plugin.evaluation.runner" not in imported(PACKAGE / "evaluation" / "report.py")
+
+
+def test_tables_and_words_of_the_command_line_load_no_torch():
+    # what the CLI imports before it parses: the library's own tables, defaults and words
+    modules = ["catalog", "batching", "messages", "calibration", "plugin.presets"]
+    code = (
+        "import sys\n"
+        + "".join(f"import line_plugin.{m}\n" for m in modules)
+        + "print(sorted(m for m in ('torch', 'numpy', 'PIL', 'timm') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["pipeline", "evaluation"])
+def test_pipeline_and_evaluation_import_no_cli(name):
+    for path in (PACKAGE / name).glob("*.py"):
+        assert not {m for m in imported(path) if m.startswith("line_plugin.cli")}, path.name
+
+
+def test_score_imports_no_evaluation():
+    for path in (PACKAGE / "cli").glob("*.py"):
+        if path.name != "benchmark.py":
+            assert not {m for m in imported(path) if m.startswith("line_plugin.evaluation")}, path

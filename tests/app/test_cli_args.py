@@ -81,14 +81,24 @@ def test_help_version_and_usage_errors_import_nothing_heavy(args):
     assert lines[-2] in ("exit 0", "exit 2") and lines[-1] == "imported []"
 
 
-def test_option_names_mirror_the_library():
-    from line_plugin import data, zoo
-    from line_plugin.cli import common
+def test_options_offer_the_librarys_own_tables():
+    # one table each, torch-free (line_plugin.catalog, plugin.presets), no copy in the CLI
+    from line_plugin import catalog, data, zoo
+    from line_plugin.cli import build_parser
     from line_plugin.plugin.presets import PRESET_NAMES
 
-    assert common.BACKBONES == tuple(zoo.MODELS)
-    assert common.OOD_SETS == tuple(data.OOD_SETS)
-    assert common.PRESETS == tuple(PRESET_NAMES)
+    assert zoo.MODELS is catalog.MODELS and data.OOD_SETS is catalog.OOD_SETS
+    commands = build_parser()._subparsers._group_actions[0].choices
+    options = {
+        (name, option): action
+        for name, parser in commands.items()
+        for action in parser._actions
+        for option in action.option_strings
+    }
+    assert options["fit", "--preset"].choices == list(PRESET_NAMES)
+    assert options["benchmark", "--ood"].choices == list(data.OOD_SETS)
+    for command in ("benchmark", "fit", "score"):
+        assert f"({', '.join(zoo.MODELS)})" in options[command, "--backbone"].help
 
 
 # -- score: bad output paths fail before anything is loaded --------------------------------------

@@ -5,13 +5,14 @@ import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from line_plugin import report_html
+from line_plugin.pipeline import Calibration, Row, ScoreResult, Skipped
 from line_plugin.report_html import NAME_CHARS, SHOWN, render
 
 pytest.importorskip("matplotlib")
@@ -42,7 +43,7 @@ def thumbnail_size(src: str):
     return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size
 
 
-def make_rows(folder: Path, n: int, threshold: float = 0.0) -> List[Dict]:
+def make_rows(folder: Path, n: int, threshold: float = 0.0) -> List[Row]:
     """``n`` images: score i - n/2, so the highest scores are the last files"""
     folder.mkdir(exist_ok=True)
     rows = []
@@ -50,35 +51,28 @@ def make_rows(folder: Path, n: int, threshold: float = 0.0) -> List[Dict]:
         path = folder / f"img{i:04d}.png"
         Image.new("RGB", (32, 32), (i % 256, 0, 0)).save(path)
         score = float(i - n / 2)
-        rows.append({"file": str(path), "score": score, "class": "cat", "ood": score > threshold})
+        rows.append(Row(str(path), score, "cat", score > threshold))
     return rows
 
 
-def summary(rows, threshold=0.0, skipped=()) -> Dict:
-    return {
-        "state": "s.pt",
-        "backbone": "resnet18",
-        "threshold": threshold,
-        "threshold_from": "state",
-        "tpr": 0.95,
-        "calibration_source": "folder",
-        "calibration_images": 500,
-        "scored": len(rows),
-        "flagged": sum(r.get("ood", False) for r in rows),
-        "skipped": list(skipped),
-    }
+def result(rows, threshold=0.0, skipped=(), calibration=None) -> ScoreResult:
+    """a run flagged by the threshold of a calibration on 500 unseen images"""
+    scores = [] if calibration is None else list(calibration)
+    calibrated = Calibration(threshold, 0.95, "folder", 500, scores, "val/")
+    return ScoreResult(rows, list(skipped), threshold, False, calibrated, "resnet18", "s.pt")
 
 
 def test_page_parses_with_thumbnails_and_summary_figures(tmp_path):
     rows = make_rows(tmp_path / "i", 100)
-    skipped = [{"file": "bad.png", "error": "empty file"}]
-    text = render(rows, summary(rows, skipped=skipped), calibration=np.linspace(-3, 1, 500))
+    skipped = [Skipped("bad.png", "empty file")]
+    text = render(result(rows, skipped=skipped, calibration=np.linspace(-3, 1, 500)))
     page = Page(text)
     assert page.tags.count("html") == 1 and page.tags.count("table") == 1
     assert len(page.thumbnails) == 3 * SHOWN
     words = " ".join(page.text)
-    for expected in ("resnet18", "s.pt", "0.0000", "500 calibration images", "bad.png"):
+    for expected in ("resnet18", "s.pt", "0.0000 (calibrated on 500 unseen images)", "bad.png"):
         assert expected in words
+    assert re.search(r"calibration images kept\s*95 %", words)
     assert re.search(r"images scored\s*100", words) and re.search(r"skipped.*\s*1", words)
     assert "49 (49.0 %)" in words  # scores 1 .. 49 are above 0
     # the gallery of the most OOD starts with the highest score, the most ID with the lowest
@@ -88,8 +82,8 @@ def test_page_parses_with_thumbnails_and_summary_figures(tmp_path):
 
 def test_identical_inputs_give_identical_pages(tmp_path):
     rows = make_rows(tmp_path / "i", 30)
-    first = render(rows, summary(rows), calibration=[0.5, 1.0, 2.0])
-    assert render(rows, summary(rows), calibration=[0.5, 1.0, 2.0]) == first
+    first = render(result(rows, calibration=[0.5, 1.0, 2.0]))
+    assert render(result(rows, calibration=[0.5, 1.0, 2.0])) == first
 
 
 def test_file_names_are_escaped(tmp_path):
@@ -97,8 +91,8 @@ def test_file_names_are_escaped(tmp_path):
     rows = make_rows(folder, 3)
     script = folder / "<script>alert(1)<\\script>.png"
     Image.new("RGB", (8, 8)).save(script)
-    rows.append({"file": str(script), "score": 9.0, "class": "<b>cat</b>", "ood": True})
-    text = render(rows, summary(rows), calibration=None)
+    rows.append(Row(str(script), 9.0, "<b>cat</b>", True))
+    text = render(result(rows))
     page = Page(text)
     assert "script" not in page.tags
     assert page.tags.count("b") == page.tags.count("figure") + 2  # decisions and the legend
@@ -107,9 +101,8 @@ def test_file_names_are_escaped(tmp_path):
 
 
 def test_without_threshold_the_page_says_so(tmp_path):
-    rows = [{k: v for k, v in r.items() if k != "ood"} for r in make_rows(tmp_path / "i", 40)]
-    info = {**summary(rows), "threshold": None, "threshold_from": None, "flagged": None}
-    page = Page(render(rows, info))
+    rows = [row._replace(ood=None) for row in make_rows(tmp_path / "i", 40)]
+    page = Page(render(ScoreResult(rows, [], None, False, None, "resnet18", "s.pt")))
     words = " ".join(page.text)
     assert "No threshold" in words and "no image is flagged" in words
     assert len(page.thumbnails) == 2 * SHOWN  # no gallery nearest a threshold
@@ -120,11 +113,11 @@ def test_size_is_bounded_whatever_the_number_of_images(tmp_path):
     small = make_rows(tmp_path / "a", 3 * SHOWN)
     large = make_rows(tmp_path / "b", 20 * SHOWN)
     for rows in (small, large):
-        assert len(Page(render(rows, summary(rows))).thumbnails) == 3 * SHOWN
+        assert len(Page(render(result(rows))).thumbnails) == 3 * SHOWN
     long_name = tmp_path / ("x" * 200 + ".png")
     Image.new("RGB", (400, 300)).save(long_name)
-    rows = small + [{"file": str(long_name), "score": 99.0, "class": "cat", "ood": True}]
-    text = render(rows, summary(rows))
+    rows = small + [Row(str(long_name), 99.0, "cat", True)]
+    text = render(result(rows))
     assert "x" * NAME_CHARS not in text  # cut
     width = max(
         Image.open(

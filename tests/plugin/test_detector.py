@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from golden.make_state_0_3_0 import SETTING as SETTING_0_3_0
-from golden.make_state_0_3_0 import digest
-from golden.make_state_0_3_0 import test_inputs as state_test_inputs
+from golden.make_state_0_3_0_synthetic import SETTING as SETTING_0_3_0
+from golden.make_state_0_3_0_synthetic import digest
+from golden.make_state_0_3_0_synthetic import test_inputs as state_test_inputs
 from pytorch_ood.api import DetectorInfo
 from synthetic import problem, rounding_bound
 
@@ -147,7 +147,7 @@ def test_a_state_file_of_version_0_2_loads_exactly(data):
 
 def test_a_state_file_of_version_0_3_loads_exactly(data):
     # written by line_plugin 0.3.0 (float64 weights and masks) with its masks' digests and its
-    # scores: tests/golden/make_state_0_3_0.py
+    # scores: tests/golden/make_state_0_3_0_synthetic.py
     x, y, w, b, _ = data
     state, metadata = read_state(GOLDEN / "state_0_3_0.pt")
     assert metadata["version"] == "0.3.0" and state["class_means"].dtype == torch.float64

@@ -357,9 +357,9 @@ def test_no_readable_file_fails(capsys, state, mixed):
 
 
 def interrupt_after_first_batch(monkeypatch):
-    from line_plugin.cli import common
+    from line_plugin import Pipeline
 
-    original = common.score_batches
+    original = Pipeline.score_batches
 
     def one_batch(*args, **kwargs):
         for k, batch in enumerate(original(*args, **kwargs)):
@@ -367,7 +367,7 @@ def interrupt_after_first_batch(monkeypatch):
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(common, "score_batches", one_batch)
+    monkeypatch.setattr(Pipeline, "score_batches", one_batch)
 
 
 @pytest.mark.parametrize("format", ["csv", "json"])
@@ -471,19 +471,19 @@ def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
     HTMLParser().feed(text)
     assert text.count("data:image/jpeg;base64,") == 3 * 6  # every gallery holds all 6 images
     assert "&lt;script&gt;.png" in text and "<script>" not in text
-    assert "30 calibration images the backbone has not seen" in text
+    assert "calibrated on 30 unseen images" in text
     for name in BAD_FILES:
         assert name in text
     assert f"wrote {page}" in err
 
 
 def test_bad_report_path_fails_before_any_image_is_scored(capsys, monkeypatch, state, mixed):
-    from line_plugin.cli import common
+    from line_plugin import Pipeline
 
     def never(*args, **kwargs):
         raise AssertionError("scored")
 
-    monkeypatch.setattr(common, "score_batches", never)
+    monkeypatch.setattr(Pipeline, "score_batches", never)
     for report, message in (
         (str(mixed), "it is a folder"),
         (str(mixed / "no" / "r.html"), "its folder"),
