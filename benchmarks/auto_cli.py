@@ -2,7 +2,7 @@
 ``line-ood fit`` with the default preset (``auto``) against ``--p-a 0 --p-w 0 --clip none``
 (Energy) and ``--preset cifar10`` (the paper's), each followed by ``line-ood score`` on CIFAR-10
 test images, MNIST and DTD written as PNG files: the AUROC of CIFAR-10 against each OOD set.
-The commands run in-process (:func:`line_plugin.cli.main`), exactly as typed.
+The commands run in-process (``harness.line_ood``), exactly as typed.
 
     python benchmarks/auto_cli.py                              # vit_tiny and densenet_bc100
     python benchmarks/auto_cli.py --fit-samples 5000 --images 1000
@@ -15,8 +15,6 @@ Writes ``auto_cli.json`` and ``auto_cli.md`` to ``--out``.
 """
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import tempfile
@@ -25,10 +23,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-from PIL import Image
+from harness import line_ood, write_png
 
 from line_plugin import data
-from line_plugin.cli import main as line_ood
 from line_plugin.evaluation.metrics import metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,28 +43,19 @@ def write_images(folder: Path, n: int, seed: int) -> Dict[str, Path]:
     """``n`` images of the CIFAR-10 test set, MNIST and DTD (class-balanced subsets), as PNG"""
     out = {}
     for name in SETS:
-        if name == "cifar10":
-            dataset = data.subset(data.CIFAR10JPEG(split="test"), n, seed=seed)
-        else:
-            dataset = data.subset(data.ood_set(name), n, seed=seed)
-        sub = folder / name
-        sub.mkdir(parents=True)
-        for i in range(len(dataset)):
-            img = dataset[i][0]
-            img = img if isinstance(img, Image.Image) else Image.fromarray(img)
-            img.save(sub / f"{i:05d}.png")
-        out[name] = sub
+        full = data.CIFAR10JPEG(split="test") if name == "cifar10" else data.ood_set(name)
+        dataset = data.subset(full, n, seed=seed)
+        write_png(dataset, range(len(dataset)), folder / name)
+        out[name] = folder / name
     return out
 
 
 def run(*args: str) -> str:
-    """:return: stdout of ``line-ood ARGS``; exits on an error"""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = line_ood(list(args))
+    """:return: stdout of ``line-ood ARGS``; exits on an error, with its stderr"""
+    code, out, err = line_ood(*args)
     if code:
-        sys.exit(f"line-ood {' '.join(args)} failed ({code})")
-    return out.getvalue()
+        sys.exit(f"line-ood {' '.join(args)} failed ({code}): {err.strip()}")
+    return out
 
 
 def fit_arguments(backbone: str, fit_samples: int, batch_size: Optional[int] = None) -> List[str]:

@@ -34,7 +34,6 @@ Usage::
 """
 
 import argparse
-import contextlib
 import io
 import json
 import platform
@@ -45,37 +44,23 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
+from harness import line_ood, write_png
 from PIL import Image
 
 from line_plugin import __version__, data
 from line_plugin.calibration import calibration_split, flag, threshold_at_tpr
-from line_plugin.cli import main
 from line_plugin.plugin.state import read_state
 
 RESULTS = Path(__file__).parent / "results"
 TPR = 0.95
 
 
-def cli(*args: str) -> Tuple[int, str]:
-    """:return: exit status and stderr of ``line-ood ARGS``"""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
 def export_test_set(root: Path) -> Tuple[List[Path], List[Path]]:
     """the CIFAR-10 test set as PNG files in ``root/calibration`` and ``root/new``"""
     test = data.CIFAR10JPEG(split="test")
     new, calibration = calibration_split(np.asarray(test.targets), len(test), 0.5, seed=0)
-    out = {"calibration": [], "new": []}
-    for name, positions in (("calibration", calibration), ("new", new)):
-        (root / name).mkdir(parents=True)
-        for i in positions.tolist():
-            path = root / name / f"test{i:05d}.png"
-            test.image(i).save(path)
-            out[name].append(path)
-    return out["calibration"], out["new"]
+    calibration = write_png(test, calibration.tolist(), root / "calibration", "test")
+    return calibration, write_png(test, new.tolist(), root / "new", "test")
 
 
 def flagged_share(path: Path) -> Tuple[float, np.ndarray]:
@@ -90,17 +75,17 @@ def measure(backbone: str, root: Path, fit_samples: int, workers: int) -> Dict:
     common += ["--tpr", str(TPR), "--workers", str(workers)]
     unseen, training = root / f"{backbone}_unseen.pt", root / f"{backbone}_training.pt"
     started = time.perf_counter()
-    code, err = cli(
+    code, _, err = line_ood(
         "fit", *common, "--calibration-folder", str(root / "calibration"), "--out", str(unseen)
     )
     assert code == 0, err
-    code, err = cli("fit", *common, "--calibration", "0.1", "--out", str(training))
+    code, _, err = line_ood("fit", *common, "--calibration", "0.1", "--out", str(training))
     assert code == 0, err
     record = {"backbone": backbone, "fit_samples": fit_samples, "tpr": TPR}
     for name, state in (("unseen", unseen), ("training", training)):
         out = root / f"{backbone}_{name}.json"
         extra = ["--report", str(root / f"{backbone}_test.html")] if name == "unseen" else []
-        code, err = cli(
+        code, _, err = line_ood(
             "score",
             "--state",
             str(state),
@@ -149,12 +134,15 @@ def collection(root: Path, state: Path, new: List[Path]) -> Dict:
     """1,000 CIFAR-10 and 1,000 MNIST images with three corrupt files, scored with --report"""
     folder = root / "collection"
     (folder / "cifar10").mkdir(parents=True)
-    (folder / "mnist").mkdir()
     for path in new[:1000]:
         shutil.copy(path, folder / "cifar10" / path.name)
-    mnist = data.ood_set("mnist").x
-    for i in np.random.default_rng(0).permutation(len(mnist))[:1000].tolist():
-        Image.fromarray(mnist[i]).save(folder / "mnist" / f"mnist{i:05d}.png")
+    mnist = data.ood_set("mnist")
+    write_png(
+        mnist,
+        np.random.default_rng(0).permutation(len(mnist))[:1000].tolist(),
+        folder / "mnist",
+        "mnist",
+    )
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.jpg").write_text("not an image\n")
     jpeg = io.BytesIO()
@@ -162,7 +150,7 @@ def collection(root: Path, state: Path, new: List[Path]) -> Dict:
     (folder / "cut.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
     report = RESULTS / "calibration_report.html"
     out = root / "collection.csv"
-    code, err = cli(
+    code, _, err = line_ood(
         "score", "--state", str(state), str(folder), "--out", str(out), "--report", str(report)
     )
     rows = out.read_text().splitlines()[1:]

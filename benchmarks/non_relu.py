@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
+from torch import nn
 
 from line_plugin import LINe
-from line_plugin.evaluation.cifar10 import CIFAR10Benchmark, Sizes
-from line_plugin.evaluation.features import cached_features, model_fingerprint
-from line_plugin.evaluation.metrics import metrics
-from line_plugin.zoo import load_model, split_backbone
+from line_plugin.evaluation import CIFAR10Benchmark, Sizes, metrics, predict
+from line_plugin.evaluation.runner import _evaluate, _extract
+from line_plugin.zoo import load_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,39 +50,23 @@ SEARCH = {
 
 
 def detector(w, b, p_a, p_w, clip, clip_quantile) -> LINe:
-    return LINe(None, w, b, p_a=p_a, p_w=p_w, clip=clip, clip_quantile=clip_quantile)
+    return LINe(nn.Identity(), w, b, p_a=p_a, p_w=p_w, clip=clip, clip_quantile=clip_quantile)
 
 
 def study(name: str, sizes: Sizes) -> Dict:
     zoo = load_model(name)
-    encoder, w, b = split_backbone(zoo)
-    key = f"{name}|{model_fingerprint(zoo.model)}"
     images = CIFAR10Benchmark(zoo.transform, sizes)
-
-    def features(dataset):
-        return cached_features(encoder, dataset, key, batch_size=16, desc=name)
-
-    with torch.no_grad():
-        z_fit, y_fit = features(images.train_set())
-        val_id, val_ood = images.validation_sets()
-        z_vi, _ = features(val_id)
-        z_vo, _ = features(val_ood)
-        z_id, _ = features(images.test_sets(known=True, unknown=False)[0])
-        oods = {n: features(d)[0] for n, d in zip(images.ood_names, images.test_sets(False, True))}
+    # the comparison runner's own extraction (the same cached features) and evaluation
+    features = _extract(zoo, images, None, 16, 0, "cpu", True)
+    w, b = features.w, features.b
+    z_fit, y_fit = features.fit
 
     def test_metrics(det: LINe) -> Dict[str, float]:
-        id_scores = det.predict_features(z_id)
-        per_set = []
-        for z_ood in oods.values():
-            scores = torch.cat([id_scores, det.predict_features(z_ood)])
-            labels = torch.cat([torch.zeros(len(z_id)), -torch.ones(len(z_ood))]).long()
-            per_set.append(metrics(scores, labels))
+        per_set, _ = _evaluate(features, "", det, name)
         return {m: float(np.mean([r[m] for r in per_set])) for m in ("AUROC", "FPR95")}
 
     def validation_auroc(det: LINe) -> float:
-        scores = torch.cat([det.predict_features(z_vi), det.predict_features(z_vo)])
-        labels = torch.cat([torch.zeros(len(z_vi)), -torch.ones(len(z_vo))]).long()
-        return metrics(scores, labels)["AUROC"]
+        return metrics(predict(det, features.val[0]), features.val[1])["AUROC"]
 
     rows: List[Dict] = []
     for label, params in CONFIGS.items():

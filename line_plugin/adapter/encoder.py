@@ -63,11 +63,7 @@ class ClassifierInputs(nn.Module):
         :return: features :math:`B \\times D`
         :raises RuntimeError: if the model is in training mode, or a layer did not run exactly once
         """
-        if self.model.training:
-            raise RuntimeError(
-                f"{type(self.model).__name__} is in training mode: its split is exact only in "
-                "evaluation mode; call model.eval()"
-            )
+        _check_eval_mode(self.model)
         captured: Dict[str, List[Tensor]] = {name: [] for name in self.layers}
         handles = [
             self.model.get_submodule(name).register_forward_pre_hook(
@@ -93,6 +89,14 @@ class ClassifierInputs(nn.Module):
     def extra_repr(self) -> str:
         tokens = f", tokens={self.tokens}" if any(t is not None for t in self.tokens) else ""
         return f"layers={self.layers}{tokens}, route={self.route!r}"
+
+
+def _check_eval_mode(model: nn.Module) -> None:
+    if model.training:
+        raise RuntimeError(
+            f"{type(model).__name__} is in training mode: its split is exact only in "
+            "evaluation mode; call model.eval()"
+        )
 
 
 def _capture(store: List[Tensor], module: nn.Module, args: tuple) -> None:
@@ -125,11 +129,7 @@ class PreLogits(nn.Module):
         :return: features :math:`B \\times D`
         :raises RuntimeError: if the model is in training mode
         """
-        if self.model.training:
-            raise RuntimeError(
-                f"{type(self.model).__name__} is in training mode: its split is exact only in "
-                "evaluation mode; call model.eval()"
-            )
+        _check_eval_mode(self.model)
         features = self.model.forward_features(x)
         return self.model.forward_head(features, pre_logits=True).flatten(1)
 

@@ -29,10 +29,8 @@ its place (:mod:`.zero_heads`), never written into the model.
 .. autoclass:: line_plugin.adapter.NoLinearHeadError
 """
 
-import dataclasses
 from typing import Dict, List, NamedTuple, Optional, Union
 
-import torch
 from torch import Tensor, nn
 
 from .encoder import ClassifierInputs, PreLogits
@@ -40,13 +38,12 @@ from .head import Candidates, assemble, candidates, fit_mix, module_affine
 from .probes import Probe, find_probe
 from .timm_config import classifier_layers, is_encoder_only, timm_cfg
 from .timm_head import timm_head
-from .trace import LayerCall, trace
+from .trace import noisy_pass, trace
 from .verify import NoExactHead, check
 
 CFG_ROUTE = "pretrained_cfg['classifier']"
 GENERIC_ROUTE = "linear layers"
 ZERO_NOTE = " (zero-initialised: checked with random weights)"
-NOISE_SEED = 1
 
 
 class NoLinearHeadError(NotImplementedError, ValueError):
@@ -142,7 +139,9 @@ def _layer_split(model: nn.Module, probe: Probe, own: Probe) -> Split:
     cfg_names = classifier_layers(model)
     all_names = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     calls = trace(model, probe, list(dict.fromkeys(cfg_names + all_names)))[1]
-    probe = _noisy_pass(model, probe, calls)
+    found = candidates(calls, probe)
+    if found.calls:
+        probe = noisy_pass(model, probe, [call.name for call in found.calls])[0]
     zeros = ", ".join(probe.zero_layers)
     with_random = f"with random weights in the zero-initialised {zeros}: " * bool(zeros)
     reasons: Dict[str, List[str]] = {}
@@ -166,22 +165,6 @@ def _layer_split(model: nn.Module, probe: Probe, own: Probe) -> Split:
             reasons.setdefault(with_random + str(err), []).append(route)
     why = " | ".join(f"{' and '.join(labels)}: {err}" for err, labels in reasons.items())
     raise NoLinearHeadError(f"{name}: no linear head reproduces its logits ({why})")
-
-
-def _noisy_pass(model: nn.Module, probe: Probe, calls: List[LayerCall]) -> Probe:
-    """The probe with the logits and candidates' outputs of a pass with noise on those outputs."""
-    found = candidates(calls, probe)
-    if not found.calls:
-        return probe
-    generator = torch.Generator().manual_seed(NOISE_SEED)
-    scale = probe.logits.abs().max()
-    noise = {
-        call.name: scale * torch.randn(call.output.shape, generator=generator).to(call.output)
-        for call in found.calls
-    }
-    logits, noisy = trace(model, probe, list(noise), noise)
-    outputs = {call.name: call.output for call in noisy}
-    return dataclasses.replace(probe, noise=noise, noisy_logits=logits, noisy_outputs=outputs)
 
 
 def _check_has_classifier(model: nn.Module) -> None:

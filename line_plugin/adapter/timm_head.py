@@ -14,7 +14,7 @@ EfficientViT-MSRA and SHViT take them before a BatchNorm), or where ``get_classi
 tuple or a whole head, fail the checks and are left to the layer routes of :mod:`.split`.
 """
 
-from typing import Callable, List, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from .encoder import PreLogits
 from .head import module_affine
 from .probes import Probe
+from .trace import noisy_pass
 from .verify import NoExactHead, check, relative_error
 
 ROUTE = "timm forward_head(pre_logits=True)"
-NOISE_SEED = 1
 
 
 def timm_head(model: nn.Module, probe: Probe) -> Tuple[PreLogits, Tensor, Tensor]:
@@ -56,40 +56,15 @@ def timm_head(model: nn.Module, probe: Probe) -> Tuple[PreLogits, Tensor, Tensor
         raise
     except Exception as err:  # a forward_head without pre_logits, features of another shape
         raise NoExactHead(f"{ROUTE} failed: {type(err).__name__}: {err}") from None
-    noisy_logits, noise, inputs = _noisy_pass(model, probe, name)
-    if not torch.equal(inputs, features):
+    noisy, calls = noisy_pass(model, probe, [name])
+    if len(calls) != 1 or calls[0].calls != 1 or calls[0].noise[0].numel() != probe.classes:
+        raise NoExactHead(f"{name} does not give the logits once per forward pass")
+    inputs = calls[0].input
+    if inputs is None or not torch.equal(inputs.flatten(1), features):
         raise NoExactHead(f"{encoder.route}: the pre-logits are not the input of {name}")
+    noise = noisy.noise[name].flatten(1)
     estimate = features.float() @ weight.float().T + bias.float() + noise.float()
-    error = relative_error(estimate, noisy_logits.float())
+    error = relative_error(estimate, noisy.noisy_logits.float())
     if not error <= probe.rtol:
         raise NoExactHead(f"{encoder.route}: the logits are not its output (off by {error:.2g})")
     return encoder, weight, bias
-
-
-def _noisy_pass(model: nn.Module, probe: Probe, name: str) -> Tuple[Tensor, Tensor, Tensor]:
-    """
-    The logits with noise added to the classifier's output, that noise, and the classifier's
-    input, both flattened per sample.
-    """
-    seen: List[Tuple[Tensor, Tensor]] = []
-    hook = model.get_submodule(name).register_forward_hook(_add_noise(seen, probe))
-    try:
-        logits = probe.run(model)
-    finally:
-        hook.remove()
-    if len(seen) != 1 or seen[0][1][0].numel() != probe.classes:
-        raise NoExactHead(f"{name} does not give the logits once per forward pass")
-    inputs, noise = seen[0]
-    return logits, noise.flatten(1), inputs.flatten(1)
-
-
-def _add_noise(seen: List[Tuple[Tensor, Tensor]], probe: Probe) -> Callable:
-    generator = torch.Generator().manual_seed(NOISE_SEED)
-    scale = probe.logits.abs().max()
-
-    def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
-        noise = scale * torch.randn(output.shape, generator=generator).to(output)
-        seen.append((args[0], noise))
-        return output + noise
-
-    return hook

@@ -58,10 +58,37 @@ def test_evaluation_modules_import_only_earlier_ones(name):
     assert not any(m.startswith("line_plugin.cli") for m in found)
 
 
+#: the modules of the data and zoo packages in the order of the flow, as their docstrings list them
+PACKAGES = {
+    "data": ["shared", "images", "subsets", "benchmark"],
+    "zoo": ["densenet", "model", "checkpoint", "registry"],
+}
+
+
 @pytest.mark.parametrize("name", ["data", "zoo"])
 def test_data_and_zoo_import_no_evaluation_or_cli(name):
-    found = imported(PACKAGE / f"{name}.py")
-    assert not {m for m in found if m.startswith(("line_plugin.evaluation", "line_plugin.cli"))}
+    sources = sorted((PACKAGE / name).glob("*.py"))
+    assert {p.stem for p in sources} == {"__init__", *PACKAGES[name]}
+    for path in sources:
+        found = imported(path)
+        reach = {m for m in found if m.startswith(("line_plugin.evaluation", "line_plugin.cli"))}
+        assert not reach, f"{name}/{path.name} imports {sorted(reach)}"
+
+
+def test_data_does_not_import_the_zoo():
+    # the zoo reads the shared folder's location from data, never the other way round
+    found = {m for p in (PACKAGE / "data").glob("*.py") for m in imported(p)}
+    assert not any(m.startswith("line_plugin.zoo") for m in found)
+
+
+@pytest.mark.parametrize("package", list(PACKAGES))
+def test_data_and_zoo_modules_import_only_earlier_ones(package):
+    flow = PACKAGES[package]
+    for name in flow:
+        found = imported(PACKAGE / package / f"{name}.py")
+        inside = {m.split(".")[2] for m in found if m.startswith(f"line_plugin.{package}.")}
+        later = inside - set(flow[: flow.index(name)])
+        assert not later, f"{package}/{name}.py imports {sorted(later)}"
 
 
 def test_features_and_report_do_not_reach_back():

@@ -4,16 +4,13 @@ in ``--format json`` and in the state's metadata, and the state round-tripping t
 ``line-ood score``; on the shared resnet18 and a tiny subset.
 """
 
-import contextlib
-import io
 import json
 
 import pytest
-from cli_run import run
 from PIL import Image
 
+from benchmarks.harness import line_ood
 from line_plugin import data
-from line_plugin.cli import main
 from line_plugin.plugin.auto import CANDIDATES
 from line_plugin.plugin.state import read_state
 
@@ -26,10 +23,9 @@ FIT = ("fit", "--backbone", "resnet18", "--fit-samples", "300", "--no-progress")
 def fitted(tmp_path_factory):
     """the state and JSON output of ``line-ood fit`` without a preset"""
     path = tmp_path_factory.mktemp("auto") / "s.pt"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main([*FIT, "--format", "json", "--out", str(path)]) == 0
-    return path, json.loads(out.getvalue())
+    code, out, err = line_ood(*FIT, "--format", "json", "--out", str(path))
+    assert code == 0, err
+    return path, json.loads(out)
 
 
 def test_fit_defaults_to_auto_and_says_what_it_chose(fitted):
@@ -47,10 +43,10 @@ def test_fit_defaults_to_auto_and_says_what_it_chose(fitted):
     assert summary["threshold"] == metadata["threshold"]
 
 
-def test_explicit_auto_round_trips_through_score(capsys, tmp_path, fitted):
+def test_explicit_auto_round_trips_through_score(tmp_path, fitted):
     path, summary = fitted
     again = tmp_path / "again.pt"
-    code, _, err = run(capsys, *FIT, "--preset", "auto", "--out", str(again))
+    code, _, err = line_ood(*FIT, "--preset", "auto", "--out", str(again))
     assert code == 0, err
     assert summary["auto"]["summary"] in err  # the text output says what it chose
     images = tmp_path / "images"
@@ -60,7 +56,7 @@ def test_explicit_auto_round_trips_through_score(capsys, tmp_path, fitted):
         Image.fromarray(x[i]).save(images / f"img{i}.png")
     outputs = []
     for state in (path, again):
-        code, out, err = run(capsys, "score", "--state", str(state), str(images), "--no-progress")
+        code, out, err = line_ood("score", "--state", str(state), str(images), "--no-progress")
         assert code == 0, err
         outputs.append(out)
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 4
@@ -74,8 +70,8 @@ def test_explicit_auto_round_trips_through_score(capsys, tmp_path, fitted):
         (("--preset", "svhn"), 2, "invalid choice: 'svhn'"),
     ],
 )
-def test_bad_presets_are_one_line_errors(capsys, tmp_path, args, status, message):
-    code, _, err = run(capsys, "fit", *args, "--out", str(tmp_path / "x.pt"))
+def test_bad_presets_are_one_line_errors(tmp_path, args, status, message):
+    code, _, err = line_ood("fit", *args, "--out", str(tmp_path / "x.pt"))
     assert code == status and message in err
     if status == 1:
         assert len(err.strip().splitlines()) == 1

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_run import run
+
+from benchmarks.harness import line_ood
 
 # -- help ----------------------------------------------------------------------------------------
 
@@ -23,8 +24,8 @@ def test_console_script_help():
 
 
 @pytest.mark.parametrize("command", ["benchmark", "fit", "score"])
-def test_command_help_has_examples(capsys, command):
-    code, out, _ = run(capsys, command, "--help")
+def test_command_help_has_examples(command):
+    code, out, _ = line_ood(command, "--help")
     assert code == 0
     assert "examples:" in out and f"line-ood {command}" in out
 
@@ -40,8 +41,8 @@ def test_command_help_has_examples(capsys, command):
         ["fit", "--calibration", "0.1", "--calibration-folder", "x", "--out", "x.pt"],
     ],
 )
-def test_usage_errors_exit_2(capsys, args):
-    code, _, err = run(capsys, *args)
+def test_usage_errors_exit_2(args):
+    code, _, err = line_ood(*args)
     assert code == 2
     assert "Traceback" not in err
 
@@ -119,12 +120,10 @@ def test_options_offer_the_librarys_own_tables():
         ),
     ],
 )
-def test_bad_report_or_resume_is_one_line_before_the_state_is_read(
-    capsys, tmp_path, extra, expected
-):
+def test_bad_report_or_resume_is_one_line_before_the_state_is_read(tmp_path, extra, expected):
     # the state does not exist: the error about the options comes first
     args = ["score", "--state", str(tmp_path / "none.pt"), str(tmp_path)]
-    code, out, err = run(capsys, *args, *[a.format(tmp=tmp_path) for a in extra])
+    code, out, err = line_ood(*args, *[a.format(tmp=tmp_path) for a in extra])
     assert code == 1 and out == ""
     assert err.startswith(f"line-ood: error: {expected.format(tmp=tmp_path)}")
     assert err.count("\n") == 1

@@ -10,19 +10,18 @@ import io
 import math
 
 import torch
-from cli_run import run
 from PIL import Image
 
+from benchmarks.harness import line_ood
 from line_plugin import LINe, data, zoo
 from line_plugin.plugin.state import read_state
 
 BACKBONE = "resnet18"
 
 
-def test_fit_then_score_a_folder(capsys, tmp_path):
+def test_fit_then_score_a_folder(tmp_path):
     state = tmp_path / "line.pt"
-    code, _, err = run(
-        capsys,
+    code, _, err = line_ood(
         "fit",
         "--backbone",
         BACKBONE,
@@ -45,7 +44,7 @@ def test_fit_then_score_a_folder(capsys, tmp_path):
     mnist = data.ood_set("mnist").x
     for i in range(3):
         Image.fromarray(mnist[i]).save(folder / f"img{i}.png")
-    code, out, err = run(capsys, "score", "--state", str(state), str(folder), "-q")
+    code, out, err = line_ood("score", "--state", str(state), str(folder), "-q")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [row["file"].rsplit("/", 1)[-1] for row in rows] == ["img0.png", "img1.png", "img2.png"]

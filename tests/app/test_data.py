@@ -17,6 +17,7 @@ from line_plugin.data import (
     image_folder,
     labels_of,
     open_cifar10,
+    shared,
     shared_dir,
     subset,
 )
@@ -31,8 +32,8 @@ def test_env_var_missing_folder():
 def test_nothing_found_names_paths_and_env_var():
     with (
         mock.patch.dict("os.environ", {"LINE_OOD_DATA": ""}),
-        mock.patch.object(data, "_REPO_ROOT", Path("/nonexistent/repo")),
-        mock.patch.object(data.Path, "cwd", return_value=Path("/nonexistent/cwd")),
+        mock.patch.object(shared, "_REPO_ROOT", Path("/nonexistent/repo")),
+        mock.patch.object(shared.Path, "cwd", return_value=Path("/nonexistent/cwd")),
     ):
         with pytest.raises(FileNotFoundError) as ctx:
             default_data_dir()

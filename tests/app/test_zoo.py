@@ -83,3 +83,18 @@ def test_model_without_linear_head_is_refused():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
     with pytest.raises(ValueError):
         split_backbone(ZooModel("conv", net.eval(), None, {"input_size": 8}))
+
+
+def test_checkpoint_spec_wins_over_the_defaults(tmp_path):
+    net = DenseNet3(100, 10)
+    plain, with_spec = tmp_path / "plain.pt", tmp_path / "with_spec.pt"
+    torch.save(net.state_dict(), plain)
+    own = {"arch": "densenet_bc100", "mean": (0.5,) * 3, "std": (0.25,) * 3, "input_size": 32}
+    torch.save({"state_dict": net.state_dict(), "spec": own}, with_spec)
+    with pytest.raises(ValueError, match="plain.pt' names no architecture in its spec; pass arch"):
+        load_checkpoint(None, plain)
+    defaults = {"arch": "densenet_bc100", **SPEC}
+    loaded = load_checkpoint(None, plain, name="mine", defaults=defaults)
+    assert (loaded.name, loaded.spec) == ("mine", defaults)
+    assert torch.equal(loaded.model.fc.weight, net.fc.weight)
+    assert load_checkpoint(None, with_spec, defaults=defaults).spec == own

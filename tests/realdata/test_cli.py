@@ -1,5 +1,5 @@
 """
-The ``line-ood`` command line, run in-process through :func:`line_plugin.cli.main` on the shared
+The ``line-ood`` command line, run in-process (``benchmarks/harness.py``) on the shared
 resnet18 (the fastest shared model on a CPU) and tiny subsets.
 """
 
@@ -7,17 +7,16 @@ import csv
 import io
 import json
 import math
-from contextlib import redirect_stderr
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 import pytest
-from cli_run import run
 from PIL import Image
 
+from benchmarks.harness import line_ood
 from line_plugin import LINe, data, zoo
-from line_plugin.cli import main, rows
+from line_plugin.cli import rows
 from line_plugin.plugin.state import read_state
 
 BACKBONE = "resnet18"
@@ -41,10 +40,8 @@ def rows_of(text: str) -> List[dict]:
 
 def fit(*args: str) -> Tuple[int, str]:
     """:return: exit status and stderr of ``line-ood fit ARGS`` (in a module fixture)"""
-    err = io.StringIO()
-    with redirect_stderr(err):
-        code = main(["fit", "--backbone", BACKBONE, "--no-progress", *args])
-    return code, err.getvalue()
+    code, _, err = line_ood("fit", "--backbone", BACKBONE, "--no-progress", *args)
+    return code, err
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +87,7 @@ def test_fit_stores_backbone_classes_and_preset(state):
     assert int(saved["class_counts"].sum()) == 180  # --calibration 0.1 held out 20
 
 
-def test_fit_writes_the_detectors_own_file(capsys, tmp_path, state, images):
+def test_fit_writes_the_detectors_own_file(tmp_path, state, images):
     # LINe.load reads the CLI's file; the CLI scores a file of LINe.save given --backbone
     backbone = zoo.load_model(BACKBONE)
     encoder, weight, bias = zoo.split_backbone(backbone)
@@ -98,18 +95,18 @@ def test_fit_writes_the_detectors_own_file(capsys, tmp_path, state, images):
     plain = tmp_path / "plain.pt"
     detector.save(plain)
     image = str(images / "img0.png")
-    _, expected, _ = run(capsys, "score", "--state", str(state), image, "--no-progress")
-    code, out, err = run(
-        capsys, "score", "--state", str(plain), "--backbone", BACKBONE, image, "--no-progress"
+    _, expected, _ = line_ood("score", "--state", str(state), image, "--no-progress")
+    code, out, err = line_ood(
+        "score", "--state", str(plain), "--backbone", BACKBONE, image, "--no-progress"
     )
     assert code == 0, err
     assert [r["score"] for r in rows_of(out)] == [r["score"] for r in rows_of(expected)]
-    code, _, err = run(capsys, "score", "--state", str(plain), image, "--no-progress")
+    code, _, err = line_ood("score", "--state", str(plain), image, "--no-progress")
     assert code == 1 and "names no backbone: pass --backbone" in err
 
 
-def test_score_folder_recursively(capsys, state, images):
-    code, out, err = run(capsys, "score", "--state", str(state), str(images), "--no-progress")
+def test_score_folder_recursively(state, images):
+    code, out, err = line_ood("score", "--state", str(state), str(images), "--no-progress")
     assert code == 0, err
     rows = rows_of(out)
     assert [Path(r["file"]).name for r in rows] == [
@@ -123,26 +120,25 @@ def test_score_folder_recursively(capsys, state, images):
     assert "scored 4 images" in err
 
 
-def test_score_files_to_csv_matches_folder_scores(capsys, tmp_path, state, images):
+def test_score_files_to_csv_matches_folder_scores(tmp_path, state, images):
     out_csv = tmp_path / "scores.csv"
     files = [str(images / "img1.png"), str(images / "sub" / "texture.JPG")]
-    code, out, err = run(
-        capsys, "score", "--state", str(state), *files, "--out", str(out_csv), "--no-progress"
+    code, out, err = line_ood(
+        "score", "--state", str(state), *files, "--out", str(out_csv), "--no-progress"
     )
     assert code == 0, err
     assert out == ""
     by_file = {r["file"]: r for r in rows_of(out_csv.read_text())}
-    _, folder_out, _ = run(capsys, "score", "--state", str(state), str(images), "--no-progress")
+    _, folder_out, _ = line_ood("score", "--state", str(state), str(images), "--no-progress")
     for row in rows_of(folder_out):
         if row["file"] in by_file:
             assert by_file.pop(row["file"]) == row
     assert not by_file
 
 
-def test_score_with_a_checkpoint_backbone(capsys, state, images):
+def test_score_with_a_checkpoint_backbone(state, images):
     checkpoint = data.default_models_dir() / zoo.MODELS[BACKBONE][0]
-    code, out, err = run(
-        capsys,
+    code, out, err = line_ood(
         *("score", "--state", str(state), "--backbone", f"resnet18:{checkpoint}"),
         *(str(images / "img0.png"), "--no-progress"),
     )
@@ -150,12 +146,11 @@ def test_score_with_a_checkpoint_backbone(capsys, state, images):
     assert len(rows_of(out)) == 1
 
 
-def test_fit_on_an_image_folder_keeps_its_class_names(capsys, tmp_path):
+def test_fit_on_an_image_folder_keeps_its_class_names(tmp_path):
     for k in range(10):  # resnet18 has 10 classes: every one needs a sample
         write_pngs(tmp_path / "train" / f"class{k}", 2, start=2 * k)
     out = tmp_path / "folder.pt"
-    code, _, err = run(
-        capsys,
+    code, _, err = line_ood(
         *("fit", "--backbone", BACKBONE, "--train-folder", str(tmp_path / "train")),
         *("--p-w", "0.5", "--clip-quantile", "0.9", "--out", str(out), "--no-progress"),
     )
@@ -169,9 +164,8 @@ def test_fit_on_an_image_folder_keeps_its_class_names(capsys, tmp_path):
 # -- benchmark -----------------------------------------------------------------------------------
 
 
-def test_benchmark_prints_auroc_and_fpr95_tables(capsys, tmp_path):
-    code, out, err = run(
-        capsys,
+def test_benchmark_prints_auroc_and_fpr95_tables(tmp_path):
+    code, out, err = line_ood(
         *("benchmark", "--backbone", BACKBONE, "--fit-samples", "100"),
         *("--test-samples", "60", "--ood-samples", "40", "--ood", "mnist", "dtd"),
         *("--detectors", "Energy", "LINe", "--cache", str(tmp_path), "--no-progress"),
@@ -267,7 +261,7 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
-def test_errors_are_one_line(capsys, tmp_path, state, images, bad_files, case):
+def test_errors_are_one_line(tmp_path, state, images, bad_files, case):
     models = data.default_models_dir()
     values = {
         "tmp": tmp_path,
@@ -278,7 +272,7 @@ def test_errors_are_one_line(capsys, tmp_path, state, images, bad_files, case):
         "densenet": models / zoo.MODELS["densenet_bc100"][0],
     }
     args, expected = ERRORS[case]
-    code, out, err = run(capsys, *[a.format(**values) for a in args], "--no-progress")
+    code, out, err = line_ood(*[a.format(**values) for a in args], "--no-progress")
     assert code == 1
     assert err.startswith("line-ood: error: ") and err.count("\n") == 1, err
     assert expected in err
@@ -313,16 +307,14 @@ def mixed(tmp_path_factory) -> Path:
     return folder
 
 
-def score_json(capsys, state: Path, *args: str) -> Tuple[int, dict, str]:
-    code, out, err = run(capsys, "score", "--state", str(state), "--format", "json", *args)
+def score_json(state: Path, *args: str) -> Tuple[int, dict, str]:
+    code, out, err = line_ood("score", "--state", str(state), "--format", "json", *args)
     return code, json.loads(out) if out else {}, err
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
-def test_bad_files_are_skipped_and_reported(capsys, state, mixed, workers):
-    code, result, err = score_json(
-        capsys, state, str(mixed), "--batch-size", "3", "--workers", workers
-    )
+def test_bad_files_are_skipped_and_reported(state, mixed, workers):
+    code, result, err = score_json(state, str(mixed), "--batch-size", "3", "--workers", workers)
     assert code == 3, err
     good = sorted(p.name for p in mixed.iterdir() if p.name not in BAD_FILES)
     assert [Path(r["file"]).name for r in result["rows"]] == good
@@ -335,21 +327,21 @@ def test_bad_files_are_skipped_and_reported(capsys, state, mixed, workers):
     assert err.strip().splitlines()[-1].endswith("; skipped 3 unreadable files")
 
 
-def test_workers_give_the_same_rows(capsys, state, mixed):
-    _, single, _ = score_json(capsys, state, str(mixed), "--batch-size", "3")
-    _, multi, _ = score_json(capsys, state, str(mixed), "--batch-size", "3", "--workers", "2")
+def test_workers_give_the_same_rows(state, mixed):
+    _, single, _ = score_json(state, str(mixed), "--batch-size", "3")
+    _, multi, _ = score_json(state, str(mixed), "--batch-size", "3", "--workers", "2")
     assert multi == single
 
 
-def test_strict_stops_at_an_unreadable_file(capsys, state, mixed):
-    code, out, err = run(capsys, "score", "--state", str(state), "--strict", str(mixed))
+def test_strict_stops_at_an_unreadable_file(state, mixed):
+    code, out, err = line_ood("score", "--state", str(state), "--strict", str(mixed))
     assert code == 1
     assert err.startswith("line-ood: error: cannot read image") and err.count("\n") == 1
     assert "(--strict)" in err
 
 
-def test_no_readable_file_fails(capsys, state, mixed):
-    code, out, err = run(capsys, "score", "--state", str(state), str(mixed / "empty.png"))
+def test_no_readable_file_fails(state, mixed):
+    code, out, err = line_ood("score", "--state", str(state), str(mixed / "empty.png"))
     assert code == 1
     assert (
         err.strip().splitlines()[-1] == "line-ood: error: no image could be read (1 file skipped)"
@@ -372,26 +364,26 @@ def interrupt_after_first_batch(monkeypatch):
 
 @pytest.mark.parametrize("format", ["csv", "json"])
 def test_interrupted_and_resumed_run_gives_the_same_rows(
-    capsys, monkeypatch, tmp_path, state, mixed, format
+    monkeypatch, tmp_path, state, mixed, format
 ):
     whole, part = tmp_path / f"whole.{format}", tmp_path / f"part.{format}"
     common = ("score", "--state", str(state), str(mixed), "--batch-size", "3", "--format", format)
-    code, _, err = run(capsys, *common, "--out", str(whole))
+    code, _, err = line_ood(*common, "--out", str(whole))
     assert code == 3, err
     with monkeypatch.context() as patch:
         interrupt_after_first_batch(patch)
-        code, _, err = run(capsys, *common, "--out", str(part))
+        code, _, err = line_ood(*common, "--out", str(part))
     assert code == 130 and "interrupted" in err
     kept = rows.read_rows(part, format, with_ood=True)  # a JSON file cut short, too
     assert 0 < len(kept) < 6  # the first batch's rows were written
-    code, _, err = run(capsys, *common, "--out", str(part), "--resume")
+    code, _, err = line_ood(*common, "--out", str(part), "--resume")
     assert code == 3, err
     assert read_rows(part, format) == read_rows(whole, format)
     if format == "json":
         whole_summary = json.loads(whole.read_text())["summary"]
         assert json.loads(part.read_text())["summary"] == whole_summary
     # resuming a finished run scores nothing more and keeps the rows
-    code, _, err = run(capsys, *common, "--out", str(part), "--resume")
+    code, _, err = line_ood(*common, "--out", str(part), "--resume")
     assert read_rows(part, format) == read_rows(whole, format)
 
 
@@ -401,7 +393,7 @@ def read_rows(path: Path, format: str) -> List[dict]:
     return json.loads(path.read_text())["rows"]
 
 
-def test_training_calibration_warns_and_is_recorded(capsys, fitted, images):
+def test_training_calibration_warns_and_is_recorded(fitted, images):
     path, err = fitted
     meta = read_state(path)[1]
     assert meta["calibration_source"] == "training" and meta["calibration_images"] == 20
@@ -410,7 +402,7 @@ def test_training_calibration_warns_and_is_recorded(capsys, fitted, images):
     assert "of 20 held-out training images" in err
     assert err.count("line-ood: warning: the threshold is calibrated on held-out training") == 1
     assert "more often than 5 %" in err
-    code, result, err = score_json(capsys, path, str(images))
+    code, result, err = score_json(path, str(images))
     assert result["summary"]["calibration_source"] == "training"
     assert "(calibrated on 20 held-out training images)" in err
 
@@ -437,7 +429,7 @@ def unseen_state(tmp_path_factory) -> Tuple[Path, str, Path]:
     return root / "line.pt", err, root / "calibration"
 
 
-def test_folder_calibration_is_recorded_without_a_warning(capsys, unseen_state, images):
+def test_folder_calibration_is_recorded_without_a_warning(unseen_state, images):
     path, err, folder = unseen_state
     state_dict, meta = read_state(path)
     assert int(state_dict["class_counts"].sum()) == 200  # LINe fitted on every training image
@@ -447,7 +439,7 @@ def test_folder_calibration_is_recorded_without_a_warning(capsys, unseen_state, 
     assert sorted(meta["calibration_scores"])[28] == meta["threshold"]  # k = ceil(0.95 * 30)
     assert f"keeps 95 % of 30 images of {folder}" in err
     assert "line-ood: warning" not in err
-    code, result, err = score_json(capsys, path, str(images))
+    code, result, err = score_json(path, str(images))
     assert code == 0, err
     summary = result["summary"]
     assert (summary["calibration_source"], summary["calibration_images"]) == ("folder", 30)
@@ -460,12 +452,12 @@ def test_no_calibration_no_warning(tmp_path):
     assert "line-ood: warning" not in err and "threshold" not in read_state(tmp_path / "s.pt")[1]
 
 
-def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
+def test_report_of_a_run(tmp_path, unseen_state, mixed):
     from html.parser import HTMLParser
 
     path = unseen_state[0]
     page = tmp_path / "r.html"
-    code, result, err = score_json(capsys, path, str(mixed), "--report", str(page))
+    code, result, err = score_json(path, str(mixed), "--report", str(page))
     assert code == 3, err
     text = page.read_text()
     HTMLParser().feed(text)
@@ -477,7 +469,7 @@ def test_report_of_a_run(capsys, tmp_path, unseen_state, mixed):
     assert f"wrote {page}" in err
 
 
-def test_bad_report_path_fails_before_any_image_is_scored(capsys, monkeypatch, state, mixed):
+def test_bad_report_path_fails_before_any_image_is_scored(monkeypatch, state, mixed):
     from line_plugin import Pipeline
 
     def never(*args, **kwargs):
@@ -488,7 +480,5 @@ def test_bad_report_path_fails_before_any_image_is_scored(capsys, monkeypatch, s
         (str(mixed), "it is a folder"),
         (str(mixed / "no" / "r.html"), "its folder"),
     ):
-        code, out, err = run(
-            capsys, "score", "--state", str(state), str(mixed), "--report", report
-        )
+        code, out, err = line_ood("score", "--state", str(state), str(mixed), "--report", report)
         assert code == 1 and message in err and err.count("\n") == 1 and out == ""

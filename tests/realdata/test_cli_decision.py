@@ -20,9 +20,9 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
-from cli_run import run
 from PIL import Image
 
+from benchmarks.harness import line_ood
 from line_plugin import data
 from line_plugin.cli import main
 from line_plugin.plugin.state import read_state
@@ -58,17 +58,13 @@ def write_mnist(folder: Path, n: int) -> List[Path]:
 def fitted(tmp_path_factory) -> Tuple[Path, str]:
     """a state fitted on 200 training images and calibrated on 400 others; fit's stderr"""
     path = tmp_path_factory.mktemp("state") / "line.pt"
-    capture = io.StringIO()
-    from contextlib import redirect_stderr
-
-    with redirect_stderr(capture):  # not a terminal: no progress bars
-        code = main(
-            ["fit", "--backbone", BACKBONE, "--fit-samples", "600", "--calibration", "0.6667"]
-            + ["--preset", "cifar10"]  # auto would hold a tenth of the fit images out
-            + ["--tpr", "0.95", "--seed", "1", "--out", str(path)]
-        )
-    assert code == 0, capture.getvalue()
-    return path, capture.getvalue()
+    code, _, err = line_ood(  # stderr is no terminal: no progress bars
+        *("fit", "--backbone", BACKBONE, "--fit-samples", "600", "--calibration", "0.6667"),
+        *("--preset", "cifar10"),  # auto would hold a tenth of the fit images out
+        *("--tpr", "0.95", "--seed", "1", "--out", str(path)),
+    )
+    assert code == 0, err
+    return path, err
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +95,9 @@ def test_fit_saves_threshold_rate_and_count(fitted):
     assert f"threshold {meta['threshold']:.4f}" in err and "400 held-out" in err
 
 
-def test_about_five_percent_of_cifar10_test_images_flagged(capsys, fitted, folders):
+def test_about_five_percent_of_cifar10_test_images_flagged(fitted, folders):
     path, _ = fitted
-    code, out, err = run(capsys, "score", "--state", str(path), str(folders[0]))
+    code, out, err = line_ood("score", "--state", str(path), str(folders[0]))
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == N_TEST and list(rows[0]) == ["file", "score", "class", "ood"]
@@ -124,11 +120,9 @@ def test_about_five_percent_of_cifar10_test_images_flagged(capsys, fitted, folde
     assert classes <= set(data.CIFAR10_CLASSES) and len(classes) == 10
 
 
-def test_most_mnist_images_flagged_in_json(capsys, fitted, folders):
+def test_most_mnist_images_flagged_in_json(fitted, folders):
     path, _ = fitted
-    code, out, err = run(
-        capsys, "score", "--state", str(path), "--format", "json", str(folders[1])
-    )
+    code, out, err = line_ood("score", "--state", str(path), "--format", "json", str(folders[1]))
     assert code == 0, err
     result = json.loads(out)
     rows, summary = result["rows"], result["summary"]
@@ -140,11 +134,11 @@ def test_most_mnist_images_flagged_in_json(capsys, fitted, folders):
     assert flagged >= 0.75 * N_MNIST  # measured: 88 of 100 (and 94 % of 300 with 1,500 fit)
 
 
-def test_threshold_option_overrides_the_saved_one(capsys, fitted, folders):
+def test_threshold_option_overrides_the_saved_one(fitted, folders):
     path, _ = fitted
     files = sorted(folders[1].iterdir())[:5]
-    code, out, err = run(
-        capsys, "score", "--state", str(path), "--threshold", "1e9", *map(str, files)
+    code, out, err = line_ood(
+        "score", "--state", str(path), "--threshold", "1e9", *map(str, files)
     )
     assert code == 0, err
     assert [r["ood"] for r in csv.DictReader(io.StringIO(out))] == ["0"] * 5
@@ -169,22 +163,22 @@ def test_progress_bars_only_on_a_terminal_unless_quiet(monkeypatch, fitted, fold
     assert "scored 3 images" in terminal.getvalue()  # the summary is printed either way
 
 
-def test_state_without_threshold(capsys, tmp_path, folders):
+def test_state_without_threshold(tmp_path, folders):
     bare = tmp_path / "bare.pt"
     args = ["fit", "--backbone", BACKBONE, "--fit-samples", "50", "--calibration", "0"]
     args += ["--preset", "cifar10"]  # auto would hold a tenth of the fit images out
-    code, _, err = run(capsys, *args, "--out", str(bare))
+    code, _, err = line_ood(*args, "--out", str(bare))
     assert code == 0, err
     meta = read_state(bare)[1]
     assert "threshold" not in meta and meta["fit_images"] == 50
     files = [str(p) for p in sorted(folders[1].iterdir())[:2]]
-    code, out, err = run(capsys, "score", "--state", str(bare), *files)
+    code, out, err = line_ood("score", "--state", str(bare), *files)
     assert code == 0, err
     assert list(next(csv.DictReader(io.StringIO(out)))) == ["file", "score", "class"]
     assert err.strip().splitlines()[-1] == (
         f"scored 2 images with {bare}; no threshold in the state, so no ood column: "
         "pass --threshold T, or fit with --calibration F"
     )
-    code, out, err = run(capsys, "score", "--state", str(bare), "--threshold", "-9", *files)
+    code, out, err = line_ood("score", "--state", str(bare), "--threshold", "-9", *files)
     assert code == 0, err
     assert list(next(csv.DictReader(io.StringIO(out)))) == ["file", "score", "class", "ood"]

@@ -1,5 +1,6 @@
 """Tests of :mod:`line_plugin.data` on the shared data (real files, no skipping)."""
 
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+import line_plugin
 from line_plugin.data import (
     CIFAR10JPEG,
     OOD_SETS,
@@ -26,6 +28,15 @@ pytestmark = pytest.mark.slow  # reads the shared models and data
 def test_default_dirs_exist():
     assert (default_data_dir() / "cifar10_jpeg" / "test.jpegs.xz").is_file()
     assert (default_models_dir() / "cifar10_jpeg").is_dir()
+
+
+def test_found_beside_the_repository_from_any_folder():
+    beside = Path(line_plugin.__file__).resolve().parents[2] / "shared" / "data"
+    with (
+        mock.patch.dict("os.environ", {"LINE_OOD_DATA": ""}),
+        mock.patch.object(Path, "cwd", return_value=Path("/nonexistent/cwd")),
+    ):
+        assert default_data_dir() == beside
 
 
 def test_env_var_wins():

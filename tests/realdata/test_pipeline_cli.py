@@ -10,9 +10,9 @@ import json
 
 import pytest
 import torch
-from cli_run import run
 from golden.make_state_0_3_0 import write_images
 
+from benchmarks.harness import line_ood
 from line_plugin import Pipeline, data
 from line_plugin.pipeline import file
 
@@ -43,18 +43,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_cli_and_pipeline_give_the_same_state_threshold_and_rows(capsys, tmp_path, folders, case):
+def test_cli_and_pipeline_give_the_same_state_threshold_and_rows(tmp_path, folders, case):
     extra, keywords = CASES[case]
     unseen = str(folders / "unseen")
     state = tmp_path / "cli.pt"
     fit = ["fit", "--backbone", BACKBONE, "--fit-samples", "300", "--seed", "2", "-q"]
-    code, _, err = run(
-        capsys, *fit, *[a.format(unseen=unseen) for a in extra], "--out", str(state)
-    )
+    code, _, err = line_ood(*fit, *[a.format(unseen=unseen) for a in extra], "--out", str(state))
     assert code == 0, err
-    code, out, err = run(capsys, "score", "--state", str(state), "--format", "json", "-q")
-    code, out, err = run(
-        capsys, "score", "--state", str(state), "--format", "json", "-q", str(folders / "images")
+    code, out, err = line_ood(
+        "score", "--state", str(state), "--format", "json", "-q", str(folders / "images")
     )
     assert code == 3, err  # the unreadable file
     cli = json.loads(out)
